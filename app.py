@@ -1,0 +1,17 @@
+"""riskdesk: the Streamlit entry point (navigation and sidebar state)."""
+import streamlit as st
+
+from ui import dataset_picker, language_picker, tr
+
+st.set_page_config(page_title="riskdesk", page_icon=":material/shield:", layout="wide")
+
+language_picker()
+st.sidebar.title(tr("app.title"))
+st.sidebar.caption(tr("app.tagline"))
+
+pages = [
+    st.Page("pages/data.py", title=tr("nav.data"), icon=":material/database:", url_path="data", default=True),
+]
+navigation = st.navigation(pages)
+dataset_picker()
+navigation.run()

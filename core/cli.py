@@ -1,0 +1,139 @@
+"""`python -m core ...`: the command line over the same functions the pages call.
+
+Contract (../shared/design.md): every command takes --json and then prints exactly one JSON
+object on stdout; on bad input it exits non-zero with one line on stderr, nothing on stdout,
+and changes nothing. Heavy libraries are imported inside the commands.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        sys.stderr.write(f"error: {message}\n")
+        raise SystemExit(2)
+
+
+def _parse_maps(values: list[str] | None) -> dict[str, str]:
+    from .errors import RiskdeskError
+    from .schema import ROLES
+
+    mapping: dict[str, str] = {}
+    for item in values or []:
+        if "=" not in item:
+            raise RiskdeskError(f"--map {item!r}: expected ROLE=COLUMN")
+        role, column = item.split("=", 1)
+        role = role.strip()
+        if role not in ROLES:
+            raise RiskdeskError(f"--map {item!r}: unknown role {role!r} (roles: {', '.join(ROLES)})")
+        if role in mapping:
+            raise RiskdeskError(f"--map: role {role} is given twice")
+        mapping[role] = column
+    return mapping
+
+
+def cmd_ingest(args) -> dict:
+    from .ingest import ingest
+    from .store import open_store
+
+    mapping = _parse_maps(args.map)
+    store = open_store()
+    result = ingest(store, args.file, args.dataset, mapping=mapping or None, encoding=args.encoding,
+                    sheet=args.sheet, replace=args.replace, actor="cli")
+    if not args.json:
+        lines = [f"loaded {result['rows_loaded']:,} rows into dataset {result['dataset']!r}, "
+                 f"rejected {result['rows_rejected']:,}"]
+        from .ingest import describe_reason
+        for r in result["reject_reasons"]:
+            lines.append(f"  {r['rows']:,} x {describe_reason(r['reason'], r['role'])} "
+                         f"(first at row {r['first_row']})")
+        result["_text"] = "\n".join(lines)
+    result.pop("reject_reasons", None) if args.json else None
+    return result
+
+
+def cmd_datasets(args) -> dict:
+    from .datasets import list_datasets
+    from .store import open_store
+
+    items = list_datasets(open_store())
+    for d in items:
+        d.pop("headers", None)
+        d.pop("table", None)
+    result = {"datasets": items}
+    if not args.json:
+        if not items:
+            result["_text"] = "no datasets"
+        else:
+            rows = []
+            for d in items:
+                rate = "" if d["fraud_rate"] is None else f"{d['fraud_rate']:.2%}"
+                rows.append(f"{d['name']:<24} {d['rows']:>10,} rows  {d['rows_rejected']:>7,} rejected  "
+                            f"{d['start'] or '':<19} .. {d['end'] or '':<19}  fraud {rate}")
+            result["_text"] = "\n".join(rows)
+    return result
+
+
+def cmd_sample(args) -> dict:
+    from .sample import write_sample
+
+    result = write_sample(args.out, rows=args.rows, seed=args.seed)
+    result["_text"] = (f"wrote {result['rows']:,} transactions ({result['fraud_rate']:.2%} fraud) "
+                       f"to {result['out']}")
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m core", description="riskdesk command line (see ../shared/design.md)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("ingest", help="load a CSV, Parquet or Excel file as a dataset")
+    p.add_argument("file")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--map", action="append", metavar="ROLE=COLUMN", help="repeat once per role")
+    p.add_argument("--encoding")
+    p.add_argument("--sheet")
+    p.add_argument("--replace", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("datasets", help="list the datasets in the workspace")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("sample", help="write the demo data (CSV or Parquet by extension)")
+    p.add_argument("--rows", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .errors import RiskdeskError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except RiskdeskError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130
+    except Exception as exc:  # unexpected: still one line, no traceback
+        if "RISKDESK_DEBUG" in __import__("os").environ:
+            raise
+        sys.stderr.write(f"error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}\n")
+        return 1
+    text = result.pop("_text", None)
+    if args.json:
+        sys.stdout.write(json.dumps(result, ensure_ascii=False, default=str) + "\n")
+    else:
+        sys.stdout.write((text or json.dumps(result, ensure_ascii=False, default=str, indent=2)) + "\n")
+    return 0

@@ -1,0 +1,85 @@
+"""The dataset catalogue: listing, lookup, paginated rows and rejects, deletion."""
+from __future__ import annotations
+
+import json
+
+from .errors import RiskdeskError
+from .ingest import _drop_dataset, describe_reason
+from .store import Store, quote_ident
+
+PUBLIC_FIELDS = ("id", "name", "rows", "rows_rejected", "start", "end", "fraud_rate", "labelled_rows",
+                 "fraud_rows", "source_name", "source_sha256", "source_bytes", "file_kind", "encoding",
+                 "sheet", "created_at", "mapping", "extras")
+
+
+def _row_to_public(d: dict) -> dict:
+    labelled = d["labelled_rows"] or 0
+    return {
+        "id": d["id"], "name": d["name"], "rows": d["rows_loaded"], "rows_rejected": d["rows_rejected"],
+        "start": d["start_ts"].isoformat(sep=" ") if d["start_ts"] else None,
+        "end": d["end_ts"].isoformat(sep=" ") if d["end_ts"] else None,
+        "fraud_rate": (d["fraud_rows"] / labelled) if labelled else None,
+        "labelled_rows": labelled, "fraud_rows": d["fraud_rows"],
+        "source_name": d["source_name"], "source_sha256": d["source_sha256"],
+        "source_bytes": d["source_bytes"], "file_kind": d["file_kind"], "encoding": d["encoding"],
+        "sheet": d["sheet"], "created_at": d["created_at"].isoformat(sep=" ", timespec="seconds"),
+        "mapping": json.loads(d["mapping"] or "{}"), "extras": json.loads(d["extras"] or "[]"),
+        "table": d["table_name"], "headers": json.loads(d["headers"] or "[]"),
+    }
+
+
+def list_datasets(store: Store) -> list[dict]:
+    """Every dataset, newest first, in the shape of `python -m core datasets --json`."""
+    return [_row_to_public(d) for d in store.dicts("SELECT * FROM datasets ORDER BY id DESC")]
+
+
+def get_dataset(store: Store, name_or_id: str | int) -> dict:
+    """One dataset by name (or numeric id); raises if there is none."""
+    if isinstance(name_or_id, int):
+        rows = store.dicts("SELECT * FROM datasets WHERE id = ?", [name_or_id])
+    else:
+        rows = store.dicts("SELECT * FROM datasets WHERE name = ?", [name_or_id])
+    if not rows:
+        names = [d["name"] for d in store.dicts("SELECT name FROM datasets ORDER BY name")]
+        hint = f" (datasets: {', '.join(names[:10])})" if names else " (the workspace has no datasets)"
+        raise RiskdeskError(f"no dataset {name_or_id!r}{hint}")
+    return _row_to_public(rows[0])
+
+
+def delete_dataset(store: Store, name: str, actor: str = "cli") -> None:
+    """Drop a dataset's table, rejects and catalogue entry (recorded in the audit log)."""
+    ds = get_dataset(store, name)
+    with store.write() as cur:
+        _drop_dataset(cur, ds["id"], ds["table"])
+        store.audit(cur, actor, "delete_dataset", "dataset", ds["id"],
+                    {"name": ds["name"], "sha256": ds["source_sha256"], "rows": ds["rows"]})
+
+
+def display_columns(ds: dict) -> list[tuple[str, str]]:
+    """(SQL column, label) pairs for showing a dataset: mapped roles then extras by source name."""
+    cols = [("source_row", "source_row")]
+    cols += [(role, role) for role in ds["mapping"]]
+    cols += [(e["column"], e["source"]) for e in ds["extras"]]
+    return cols
+
+
+def page_rows(store: Store, ds: dict, page: int = 0, page_size: int = 50):
+    """One page of a dataset's rows in source order (DataFrame), served from DuckDB."""
+    page_size = max(1, min(int(page_size), 1000))
+    cols = ", ".join(f"{quote_ident(c)} AS {quote_ident(label)}" for c, label in display_columns(ds))
+    return store.df(f"SELECT {cols} FROM {ds['table']} ORDER BY source_row LIMIT ? OFFSET ?",
+                    [page_size, max(0, int(page)) * page_size])
+
+
+def rejects_frame(store: Store, dataset_id: int, limit: int | None = None, offset: int = 0):
+    """Rejected rows with a readable reason (DataFrame)."""
+    sql = ("SELECT source_row, reason, role, raw_value, raw_row FROM rejects WHERE dataset_id = ? "
+           "ORDER BY source_row")
+    params: list = [dataset_id]
+    if limit is not None:
+        sql += " LIMIT ? OFFSET ?"
+        params += [int(limit), int(offset)]
+    df = store.df(sql, params)
+    df.insert(2, "message", [describe_reason(r, ro, v) for r, ro, v in
+                             zip(df["reason"], df["role"], df["raw_value"])])
+    return df

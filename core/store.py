@@ -1,0 +1,200 @@
+"""The DuckDB workspace: one database file, numbered migrations, serialised writes.
+
+Tables are named from internal ids (``tx_12``), never from user text. Reads use a fresh
+cursor per call so that many Streamlit sessions can share one database handle; writes go
+through :meth:`Store.write`, which holds a process-wide lock and wraps one transaction.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb
+
+from . import config
+from .errors import RiskdeskError
+
+DB_FILE = "riskdesk.duckdb"
+
+# Append-only list: never edit a shipped migration, add a new one.
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, """
+        CREATE SEQUENCE dataset_id_seq START 1;
+        CREATE TABLE datasets (
+            id INTEGER NOT NULL,
+            name VARCHAR NOT NULL,
+            table_name VARCHAR NOT NULL,
+            source_name VARCHAR,
+            source_sha256 VARCHAR,
+            source_bytes BIGINT,
+            file_kind VARCHAR,
+            encoding VARCHAR,
+            delimiter VARCHAR,
+            sheet VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            mapping JSON,
+            extras JSON,
+            headers JSON,
+            rows_loaded BIGINT,
+            rows_rejected BIGINT,
+            start_ts TIMESTAMP,
+            end_ts TIMESTAMP,
+            labelled_rows BIGINT,
+            fraud_rows BIGINT
+        );
+        CREATE TABLE rejects (
+            dataset_id INTEGER NOT NULL,
+            source_row BIGINT,
+            reason VARCHAR NOT NULL,
+            role VARCHAR,
+            raw_value VARCHAR,
+            raw_row VARCHAR
+        );
+        CREATE SEQUENCE audit_id_seq START 1;
+        CREATE TABLE audit_log (
+            id BIGINT NOT NULL,
+            logged_at TIMESTAMP NOT NULL,
+            actor VARCHAR NOT NULL,
+            action VARCHAR NOT NULL,
+            object_kind VARCHAR,
+            object_id VARCHAR,
+            model_id VARCHAR,
+            detail JSON
+        );
+    """),
+]
+
+
+def quote_ident(name: str) -> str:
+    """Quote an SQL identifier (doubling embedded quotes)."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+class Store:
+    """One DuckDB database in a workspace directory."""
+
+    def __init__(self, home: Path | str | None = None):
+        self.home = Path(home).resolve() if home else config.home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        for sub in ("models", "exports", "uploads", "tmp"):
+            (self.home / sub).mkdir(exist_ok=True)
+        self.path = self.home / DB_FILE
+        try:
+            self._con = duckdb.connect(str(self.path), config={
+                "threads": config.threads(),
+                "temp_directory": str(self.home / "tmp" / "duckdb"),
+            })
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise RiskdeskError(
+                    f"the workspace database {self.path} is in use by another riskdesk process; "
+                    "stop it or set RISKDESK_HOME to another directory") from None
+            raise RiskdeskError(f"cannot open the workspace database {self.path}: {exc}") from None
+        self._lock = threading.RLock()
+        self._migrate()
+
+    # -- connection handling -------------------------------------------------------------
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor on the shared database (one per thread or per call)."""
+        return self._con.cursor()
+
+    def close(self) -> None:
+        self._con.close()
+
+    @contextmanager
+    def write(self, cur: duckdb.DuckDBPyConnection | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Serialised write transaction: commits on success, rolls back on any error.
+
+        Pass `cur` to write on a cursor that holds temporary staging tables."""
+        with self._lock:
+            own = cur is None
+            cur = self._con.cursor() if own else cur
+            cur.begin()
+            try:
+                yield cur
+                cur.commit()
+            except BaseException:
+                cur.rollback()
+                raise
+            finally:
+                if own:
+                    cur.close()
+
+    def rows(self, sql: str, params: list | tuple | None = None) -> list[tuple]:
+        cur = self.cursor()
+        try:
+            return cur.execute(sql, params or []).fetchall()
+        finally:
+            cur.close()
+
+    def dicts(self, sql: str, params: list | tuple | None = None) -> list[dict[str, Any]]:
+        cur = self.cursor()
+        try:
+            res = cur.execute(sql, params or [])
+            names = [d[0] for d in res.description]
+            return [dict(zip(names, row)) for row in res.fetchall()]
+        finally:
+            cur.close()
+
+    def df(self, sql: str, params: list | tuple | None = None):
+        cur = self.cursor()
+        try:
+            return cur.execute(sql, params or []).df()
+        finally:
+            cur.close()
+
+    def scalar(self, sql: str, params: list | tuple | None = None) -> Any:
+        rows = self.rows(sql, params)
+        return rows[0][0] if rows else None
+
+    # -- schema --------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self._lock:
+            cur = self._con.cursor()
+            cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                        "(version INTEGER NOT NULL, applied_at TIMESTAMP NOT NULL)")
+            done = {v for (v,) in cur.execute("SELECT version FROM schema_migrations").fetchall()}
+            for version, sql in MIGRATIONS:
+                if version in done:
+                    continue
+                cur.begin()
+                try:
+                    cur.execute(sql)
+                    cur.execute("INSERT INTO schema_migrations VALUES (?, ?)", [version, datetime.now()])
+                    cur.commit()
+                except BaseException:
+                    cur.rollback()
+                    raise
+            cur.close()
+
+    def schema_version(self) -> int:
+        return int(self.scalar("SELECT max(version) FROM schema_migrations") or 0)
+
+    # -- audit ---------------------------------------------------------------------------
+    @staticmethod
+    def audit(cur: duckdb.DuckDBPyConnection, actor: str, action: str, object_kind: str,
+              object_id: Any, detail: dict | None = None, model_id: str | None = None) -> None:
+        """Append one audit row inside the caller's write transaction."""
+        cur.execute(
+            "INSERT INTO audit_log VALUES (nextval('audit_id_seq'), ?, ?, ?, ?, ?, ?, ?)",
+            [datetime.now(), actor or "unknown", action, object_kind,
+             None if object_id is None else str(object_id), model_id,
+             json.dumps(detail or {}, ensure_ascii=False, default=str)])
+
+
+_stores: dict[Path, Store] = {}
+_stores_lock = threading.Lock()
+
+
+def open_store(home: Path | str | None = None) -> Store:
+    """The process-wide Store for a workspace (created on first use)."""
+    path = Path(home).resolve() if home else config.home()
+    with _stores_lock:
+        store = _stores.get(path)
+        if store is None:
+            store = _stores[path] = Store(path)
+        return store

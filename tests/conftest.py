@@ -1,0 +1,52 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("RISKDESK_THREADS", "2")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh workspace directory, also set as RISKDESK_HOME for code that reads it."""
+    ws = tmp_path / "ws"
+    monkeypatch.setenv("RISKDESK_HOME", str(ws))
+    return ws
+
+
+@pytest.fixture
+def store(home):
+    from core.store import Store
+    s = Store(home)
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def small_demo_csv(tmp_path_factory):
+    """A small generated demo file (same generator as the shipped one)."""
+    from core.sample import write_sample
+    out = tmp_path_factory.mktemp("demo") / "demo_small.csv"
+    write_sample(out, rows=3000, seed=7)
+    return out
+
+
+def db_fingerprint(home: Path) -> tuple:
+    """Everything a failed load must leave untouched: tables, catalogue, rejects, audit."""
+    import duckdb
+    path = home / "riskdesk.duckdb"
+    if not path.exists():
+        return ("no database",)
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        tables = sorted(r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall())
+        datasets = con.execute("SELECT id, name, rows_loaded, source_sha256 FROM datasets ORDER BY id").fetchall()
+        rejects = con.execute("SELECT count(*) FROM rejects").fetchone()
+        audit = con.execute("SELECT count(*) FROM audit_log").fetchone()
+        return tuple(tables), tuple(datasets), rejects, audit
+    finally:
+        con.close()
