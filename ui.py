@@ -42,10 +42,18 @@ def dataset_picker() -> dict | None:
         st.session_state.pop("dataset", None)
         return None
     names = [d["name"] for d in items]
+    requested = st.session_state.pop("dataset_request", None)
+    if requested in names:
+        st.session_state["dataset"] = requested
     if st.session_state.get("dataset") not in names:
         st.session_state["dataset"] = names[0]
     st.sidebar.selectbox(tr("sidebar.dataset"), names, key="dataset")
     return next(d for d in items if d["name"] == st.session_state["dataset"])
+
+
+def select_dataset(name: str | None) -> None:
+    """Ask the sidebar to make `name` the active dataset on the next run."""
+    st.session_state["dataset_request"] = name
 
 
 def job_progress(state_key: str) -> jobs.Job | None:

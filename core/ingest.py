@@ -25,7 +25,8 @@ from typing import Callable
 
 from . import parsing
 from .errors import RiskdeskError
-from .schema import NUMBER_ROLES, REQUIRED_ROLES, ROLES, check_dataset_name, check_mapping, suggest_mapping
+from .schema import (NUMBER_ROLES, REQUIRED_ROLES, ROLES, TEXT_ROLES, check_dataset_name, check_mapping,
+                     suggest_mapping)
 from .store import Store, quote_ident
 
 MAX_COLUMNS = 2000
@@ -72,6 +73,7 @@ class SourceInfo:
     sheet: str | None = None
     sheets: list[str] = field(default_factory=list)
     newlines: int = 0
+    quoted: bool = False
     suggested: dict[str, str] = field(default_factory=dict)
 
 
@@ -115,13 +117,15 @@ def _utf8_multibyte(line: bytes) -> bool:
         return False
 
 
-def _scan_text(path: Path, name: str, encoding: str | None) -> tuple[str, str, int]:
+def _scan_text(path: Path, name: str, encoding: str | None) -> tuple[str, str, int, bool]:
     """Hash the file, count lines and work out its encoding in one streaming pass.
 
-    Returns (encoding, sha256, newline count). Raises on binary content or mixed encodings.
+    Returns (encoding, sha256, newline count, has a double quote). Raises on binary content or
+    mixed encodings.
     """
     sha = hashlib.sha256()
     newlines = 0
+    quoted = False
     with open(path, "rb") as fh:
         first = fh.read(CHUNK)
         fh.seek(0)
@@ -147,6 +151,7 @@ def _scan_text(path: Path, name: str, encoding: str | None) -> tuple[str, str, i
                 break
             sha.update(chunk)
             newlines += chunk.count(b"\n")
+            quoted = quoted or b'"' in chunk
             if utf8_failed_at is None:
                 try:
                     decoder.decode(chunk, final=False)
@@ -161,13 +166,13 @@ def _scan_text(path: Path, name: str, encoding: str | None) -> tuple[str, str, i
             except UnicodeDecodeError:
                 utf8_failed_at = offset
     if utf8_failed_at is None:
-        return want, sha.hexdigest(), newlines
+        return want, sha.hexdigest(), newlines, quoted
     if encoding is not None or detected:
         line = _line_of_offset(path, utf8_failed_at)
         raise RiskdeskError(f"{name} line {line} is not valid {want} text")
     # Not UTF-8: GB18030 (a superset of GBK/GB2312), unless the file mixes encodings.
     _check_gb18030(path, name)
-    return "gb18030", sha.hexdigest(), newlines
+    return "gb18030", sha.hexdigest(), newlines, quoted
 
 
 def _line_of_offset(path: Path, offset: int) -> int:
@@ -304,7 +309,7 @@ def _file_sha(path: Path) -> str:
 
 
 def _inspect_csv(path: Path, name: str, encoding: str | None) -> SourceInfo:
-    enc, sha, newlines = _scan_text(path, name, encoding)
+    enc, sha, newlines, quoted = _scan_text(path, name, encoding)
     with open(path, "r", encoding=enc, newline="") as fh:
         sample = fh.read(256 * 1024)
     first_line_end = sample.find("\n")
@@ -324,7 +329,7 @@ def _inspect_csv(path: Path, name: str, encoding: str | None) -> SourceInfo:
         raise RiskdeskError(f"{name} has a header but no data rows")
     return SourceInfo(path=path, name=name, kind="csv", sha256=sha, size=path.stat().st_size,
                       headers=headers, dtypes=["VARCHAR"] * len(headers), encoding=enc,
-                      delimiter=delim, newlines=newlines)
+                      delimiter=delim, newlines=newlines, quoted=quoted)
 
 
 def _inspect_parquet(path: Path, name: str) -> SourceInfo:
@@ -405,14 +410,15 @@ def _col(i: int) -> str:
 
 
 class _Stage:
-    """Temporary objects for one load, on one cursor; dropped on close."""
+    """Temporary objects for one load or preview, on one cursor; dropped on close."""
 
-    def __init__(self, cur, store: Store | None):
+    def __init__(self, cur):
         self.cur = cur
-        self.store = store
         self.token = uuid.uuid4().hex[:12]
         self.objects: list[tuple[str, str]] = []
         self.files: list[Path] = []
+        self.csv_rejects: str | None = None
+        self.excel_view: str | None = None
 
     def name(self, prefix: str) -> str:
         return f"{prefix}_{self.token}"
@@ -427,42 +433,41 @@ class _Stage:
             f.unlink(missing_ok=True)
 
 
-def _stage_source(stage: _Stage, info: SourceInfo, limit: int | None = None,
-                  tmp_dir: Path | None = None) -> tuple[str, list[tuple]]:
-    """Create a temp table of the source (c0..cN, _row). Returns (table, rows the CSV reader
-    rejected as (line, error type, raw line))."""
-    cur = stage.cur
-    table = stage.name("src")
+def _source_relation(stage: _Stage, info: SourceInfo, limit: int | None = None,
+                     tmp_dir: Path | None = None, numbered: bool = True) -> tuple[str, list]:
+    """SQL for the file as a relation: columns c0..cN plus _row (for CSV, the record number
+    + 1, which equals the file line until malformed rows or quoted line breaks shift it).
+
+    numbered=False leaves _row NULL: numbering with a window function makes DuckDB read the
+    file on one thread, so a full load numbers rows afterwards from the table's rowid."""
+    limit_sql = f" LIMIT {int(limit)}" if limit else ""
+    row_number = "CAST(row_number() OVER () AS BIGINT)" if numbered else "CAST(NULL AS BIGINT)"
     if info.kind == "csv":
         file_path = info.path
         if info.encoding not in ("utf-8", "utf-8-sig"):
-            target = (tmp_dir or info.path.parent) / f"transcoded_{stage.token}.csv"
+            target = (tmp_dir or info.path.parent) / f"transcoded_{stage.name('f')}.csv"
             stage.files.append(target)
             file_path = _transcode(info.path, info.encoding, target, max_chars=(1 << 20) if limit else None)
-        columns = "{" + ", ".join(f"'{_col(i)}': 'VARCHAR'" for i in range(len(info.headers))) + "}"
-        rejects = stage.name("csvrej")
-        scans = stage.name("csvscan")
-        limit_sql = f" LIMIT {int(limit)}" if limit else ""
-        cur.execute(
-            f"CREATE TEMP TABLE {table} AS SELECT *, CAST(row_number() OVER () AS BIGINT) AS _rid FROM ("
-            f"SELECT * FROM read_csv(?, "
-            f"delim=?, quote='\"', escape='\"', header=true, auto_detect=false, columns={columns}, "
-            f"store_rejects=true, rejects_table='{rejects}', rejects_scan='{scans}', "
-            f"max_line_size={MAX_LINE_BYTES}, null_padding=false, strict_mode=true){limit_sql})",
-            [str(file_path), info.delimiter])
-        stage.objects += [("TABLE", table), ("TABLE", rejects), ("TABLE", scans)]
-        cur.execute(f"ALTER TABLE {table} ADD COLUMN _row BIGINT")
-        cur.execute(f"UPDATE {table} SET _row = _rid + 1")
-        structural = [] if limit else _fix_csv_line_numbers(stage, info, table, rejects)
-        return table, structural
+        columns = "{" + ", ".join(f"'{_col(i)}': '{info.dtypes[i]}'" for i in range(len(info.headers))) + "}"
+        rejects, scans = stage.name(f"csvrej{len(stage.objects)}"), stage.name(f"csvscan{len(stage.objects)}")
+        stage.objects += [("TABLE", rejects), ("TABLE", scans)]
+        stage.csv_rejects = rejects
+        return (f"(SELECT *, {row_number} + 1 AS _row FROM (SELECT * FROM read_csv(?, "
+                f"delim=?, quote='\"', escape='\"', header=true, auto_detect=false, columns={columns}, "
+                f"store_rejects=true, rejects_table='{rejects}', rejects_scan='{scans}', "
+                f"max_line_size={MAX_LINE_BYTES}, null_padding=false, strict_mode=true){limit_sql}))",
+                [str(file_path), info.delimiter])
     if info.kind == "parquet":
         select = ", ".join(f"{quote_ident(h)} AS {_col(i)}" for i, h in enumerate(info.headers))
-        limit_sql = f" LIMIT {int(limit)}" if limit else ""
-        cur.execute(f"CREATE TEMP TABLE {table} AS SELECT *, CAST(row_number() OVER () AS BIGINT) AS _row "
-                    f"FROM (SELECT {select} FROM read_parquet(?){limit_sql})", [str(info.path)])
-        stage.objects.append(("TABLE", table))
-        return table, []
-    # Excel: stream rows with openpyxl into an Arrow table of strings.
+        return (f"(SELECT *, {row_number} AS _row FROM "
+                f"(SELECT {select} FROM read_parquet(?){limit_sql}))", [str(info.path)])
+    if stage.excel_view is None:
+        stage.excel_view = _register_excel(stage, info, limit)
+    return f"(SELECT * FROM {stage.excel_view}{limit_sql})", []
+
+
+def _register_excel(stage: _Stage, info: SourceInfo, limit: int | None) -> str:
+    """Stream the sheet with openpyxl into an Arrow table of strings, registered as a view."""
     import pyarrow as pa
     wb, ws, _, _ = _open_sheet(info.path, info.name, info.sheet)
     width = len(info.headers)
@@ -482,79 +487,194 @@ def _stage_source(stage: _Stage, info: SourceInfo, limit: int | None = None,
     arrow = pa.table({**{_col(i): pa.array(columns[i], pa.string()) for i in range(width)},
                       "_row": pa.array(numbers, pa.int64())})
     view = stage.name("arrow")
-    cur.register(view, arrow)
+    stage.cur.register(view, arrow)
     stage.objects.append(("VIEW", view))
-    cur.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM {view}")
+    return view
+
+
+def _newline_count_expr(info: SourceInfo) -> str:
+    """Line breaks inside a record's text fields."""
+    return " + ".join([f"coalesce(length({_col(i)}) - length(replace({_col(i)}, chr(10), '')), 0)"
+                       for i, dtype in enumerate(info.dtypes) if dtype == "VARCHAR"] or ["0"])
+
+
+def _stage_source(stage: _Stage, info: SourceInfo, limit: int | None = None,
+                  tmp_dir: Path | None = None) -> tuple[str, list[tuple]]:
+    """The source as a temp table (c0..cN, _row with final row numbers). Returns (table,
+    rows the CSV reader rejected as (line, error type, raw line))."""
+    relation, params = _source_relation(stage, info, limit, tmp_dir)
+    table = stage.name(f"src{len(stage.objects)}")
+    nl = f", {_newline_count_expr(info)} AS _nl" if info.quoted and not limit else ""
+    stage.cur.execute(f"CREATE TEMP TABLE {table} AS SELECT *{nl} FROM {relation}", params)
     stage.objects.append(("TABLE", table))
-    return table, []
+    if info.kind != "csv" or limit:
+        return table, []
+    structural, _ = _reader_rejects(stage)
+    _shift_past_rejects(stage, table, "_row", [line for line, _, _ in structural])
+    return table, _apply_line_breaks(stage, info, table, "_row", structural, bool(nl))
 
 
-def _fix_csv_line_numbers(stage: _Stage, info: SourceInfo, table: str, rejects: str) -> list[tuple]:
-    """Give each record its file line number and return the reader's rejects as
-    (line, error type, raw line) tuples.
+def _reader_rejects(stage: _Stage) -> tuple[list[tuple], list[tuple]]:
+    """Rows DuckDB's CSV reader set aside: (structural [(line, error type, raw line)], cast
+    failures of natively typed columns [(line, raw line)]). Lines count records (header = 1)."""
+    rows = stage.cur.execute(
+        f"SELECT line, bool_and(error_type = 'CAST'), min(error_type) FILTER (WHERE error_type <> 'CAST'), "
+        f"min(csv_line) FROM {stage.csv_rejects} GROUP BY line ORDER BY line").fetchall()
+    structural = [(line, etype, raw) for line, only_cast, etype, raw in rows if not only_cast]
+    cast = [(line, raw) for line, only_cast, _, raw in rows if only_cast]
+    return structural, cast
 
-    DuckDB numbers rejects by record (header = 1). Loaded records are numbered among
-    themselves, so they are shifted past the rejected records first; then, if fields hold
-    quoted line breaks, every record moves down by the line breaks of the records before it."""
-    cur = stage.cur
-    structural = cur.execute(f"SELECT line, min(error_type), min(csv_line) FROM {rejects} "
-                             f"GROUP BY line ORDER BY line").fetchall()
-    records = cur.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-    if structural:
-        adj = stage.name("adj")
-        cur.execute(f"CREATE TEMP TABLE {adj} AS SELECT line - (row_number() OVER (ORDER BY line) - 1) AS a "
-                    f"FROM (SELECT DISTINCT line FROM {rejects})")
-        stage.objects.append(("TABLE", adj))
-        cur.execute(f"UPDATE {table} SET _row = _row + (SELECT count(*) FROM {adj} WHERE a <= {table}._row)")
+
+def _shift_past_rejects(stage: _Stage, table: str, row_col: str, reject_lines: list[int]) -> None:
+    """Loaded records are numbered among themselves; move each past the rejected records
+    before it so that it carries its record number in the file."""
+    if not reject_lines:
+        return
+    adj = stage.name(f"adj{len(stage.objects)}")
+    stage.cur.execute(f"CREATE TEMP TABLE {adj} (a BIGINT)")
+    stage.objects.append(("TABLE", adj))
+    stage.cur.executemany(f"INSERT INTO {adj} VALUES (?)",
+                          [[line - k] for k, line in enumerate(sorted(set(reject_lines)))])
+    stage.cur.execute(f"UPDATE {table} SET {row_col} = {row_col} + "
+                      f"(SELECT count(*) FROM {adj} WHERE a <= {table}.{row_col})")
+
+
+def _apply_line_breaks(stage: _Stage, info: SourceInfo, table: str, row_col: str, structural: list,
+                       has_nl: bool) -> list[tuple]:
+    """Turn record numbers into file lines where fields hold quoted line breaks (column _nl):
+    each record moves down by the breaks of the records before it. Returns `structural`
+    with its lines converted the same way."""
+    if not has_nl:
+        return structural
+    records = stage.cur.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     if info.newlines <= records + len(structural) + 1:
         return structural
-    nl = " + ".join(f"coalesce(length({_col(i)}) - length(replace({_col(i)}, chr(10), '')), 0)"
-                    for i in range(len(info.headers)))
-    lines = stage.name("lines")
+    cur = stage.cur
+    lines = stage.name(f"lines{len(stage.objects)}")
+    breaks = stage.name(f"breaks{len(stage.objects)}")
+    cur.execute(f"CREATE TEMP TABLE {breaks} (rec BIGINT, nl BIGINT)")
+    stage.objects += [("TABLE", breaks), ("TABLE", lines)]
+    if structural:
+        cur.executemany(f"INSERT INTO {breaks} VALUES (?, ?)",
+                        [[line, (raw or "").count("\n")] for line, _, raw in structural])
     cur.execute(f"""CREATE TEMP TABLE {lines} AS
         SELECT rec, rec + coalesce(sum(nl) OVER (ORDER BY rec ROWS BETWEEN UNBOUNDED PRECEDING
                                                   AND 1 PRECEDING), 0) AS line
-        FROM (SELECT _row AS rec, {nl} AS nl FROM {table}
-              UNION ALL
-              SELECT line, max(length(csv_line) - length(replace(csv_line, chr(10), ''))) FROM {rejects}
-              GROUP BY line)""")
-    stage.objects.append(("TABLE", lines))
-    cur.execute(f"UPDATE {table} SET _row = l.line FROM {lines} l WHERE {table}._row = l.rec")
-    moved = dict(cur.execute(f"SELECT rec, line FROM {lines} WHERE rec IN (SELECT line FROM {rejects})").fetchall())
+        FROM (SELECT {row_col} AS rec, _nl AS nl FROM {table} UNION ALL SELECT rec, nl FROM {breaks})""")
+    cur.execute(f"UPDATE {table} SET {row_col} = l.line FROM {lines} l WHERE {table}.{row_col} = l.rec")
+    moved = dict(cur.execute(f"SELECT rec, line FROM {lines} WHERE rec IN (SELECT rec FROM {breaks})").fetchall())
     return [(moved.get(line, line), etype, raw) for line, etype, raw in structural]
+
+
+def _native_types(info: SourceInfo, mapping: dict[str, str], tmp_dir: Path) -> SourceInfo:
+    """A copy of a CSV's info in which role columns whose first rows are all plain numbers or
+    ISO timestamps are read natively typed by DuckDB's reader (much faster than parsing
+    text). Values that then fail the reader's cast are re-parsed as text, row by row."""
+    import dataclasses
+    import duckdb
+    candidates = {r: mapping[r] for r in ("timestamp", *NUMBER_ROLES) if r in mapping}
+    if info.kind != "csv" or not candidates:
+        return info
+    index = {h: i for i, h in enumerate(info.headers)}
+    con = duckdb.connect()
+    stage = _Stage(con)
+    try:
+        table, _ = _stage_source(stage, info, limit=5000, tmp_dir=tmp_dir)
+        checks = []
+        for role, column in candidates.items():
+            c = _col(index[column])
+            if role == "timestamp":
+                checks.append(f"count({c}) > 0 AND count({c}) = count(CASE WHEN year(TRY_CAST({c} AS TIMESTAMP)) "
+                              f"BETWEEN {parsing.MIN_YEAR} AND {parsing.MAX_YEAR} THEN 1 END)")
+            else:
+                checks.append(f"count({c}) > 0 AND count({c}) = count(CASE WHEN isfinite(TRY_CAST({c} AS DOUBLE)) "
+                              f"AND {c} = trim({c}) THEN 1 END)")
+        flags = con.execute(f"SELECT {', '.join(checks)} FROM {table}").fetchone()
+    finally:
+        stage.close()
+        con.close()
+    dtypes = list(info.dtypes)
+    for (role, column), native in zip(candidates.items(), flags):
+        if native:
+            dtypes[index[column]] = "TIMESTAMP" if role == "timestamp" else "DOUBLE"
+    return dataclasses.replace(info, dtypes=dtypes)
+
+
+def _recover_cast_rejects(stage: _Stage, info: SourceInfo, mapping: dict, table: str, cast: list,
+                          with_nl: bool, tmp_dir: Path) -> None:
+    """Re-read the lines whose natively typed values failed the reader's cast as text, parse
+    them with the full parsers and add them (loaded or with a reason) at their record number."""
+    if not cast:
+        return
+    import csv as _csv
+    retry = tmp_dir / f"retry_{stage.name('f')}.csv"
+    stage.files.append(retry)
+    with open(retry, "w", encoding="utf-8", newline="") as fh:
+        _csv.writer(fh, delimiter=info.delimiter, lineterminator="\n").writerow(info.headers)
+        for _, raw in cast:
+            fh.write(raw.rstrip("\r\n") + "\n")
+    import dataclasses
+    text_info = dataclasses.replace(info, path=retry, encoding="utf-8", dtypes=["VARCHAR"] * len(info.headers))
+    relation, params = _source_relation(stage, text_info)
+    if with_nl:
+        relation = f"(SELECT *, {_newline_count_expr(text_info)} AS _nl FROM {relation})"
+    numbers = stage.name(f"castlines{len(stage.objects)}")
+    stage.cur.execute(f"CREATE TEMP TABLE {numbers} (k BIGINT, line BIGINT)")
+    stage.objects.append(("TABLE", numbers))
+    stage.cur.executemany(f"INSERT INTO {numbers} VALUES (?, ?)", [[k + 2, line] for k, (line, _) in enumerate(cast)])
+    parsed = _parse_sql(text_info, mapping, relation, with_nl)
+    stage.cur.execute(f"INSERT INTO {table} SELECT p.* REPLACE (n.line AS source_row) FROM ({parsed}) p "
+                      f"JOIN {numbers} n ON n.k = p.source_row", params)
 
 
 # -- parsing ---------------------------------------------------------------------------------
 
-def _parse_select(info: SourceInfo, mapping: dict[str, str]) -> tuple[str, list[str]]:
-    """SELECT list computing r_<role> parsed values, reason, reason_role over a staged source."""
+def _parse_sql(info: SourceInfo, mapping: dict[str, str], relation: str, with_nl: bool = False,
+               keep_raw: bool = False) -> str:
+    """SELECT over `relation` giving source_row, every role (parsed, NULL if unmapped), the
+    extras x_k, and _reason/_reason_role/_raw_value for rows that cannot load.
+
+    Each value is parsed once in an inner query; the reasons are judged on those results."""
     index = {h: i for i, h in enumerate(info.headers)}
-    parts = []
-    checks = []   # (condition, reason, role) in order of precedence
+    inner = ["_row"] + (["_nl"] if with_nl else [])
+    checks = []   # (condition on inner columns, reason, role), in order of precedence
     for role in ROLES:
         if role not in mapping:
             continue
         i = index[mapping[role]]
         col, dtype = _col(i), info.dtypes[i]
-        expr = parsing.role_expr(role, col, dtype)
-        parts.append(f"{expr} AS r_{role}")
-        raw = parsing.text_expr(col, "VARCHAR")
+        inner.append(f"{parsing.role_expr(role, col, dtype)} AS r_{role}")
+        if role in TEXT_ROLES and dtype == "VARCHAR":
+            inner.append(f"r_{role} AS raw_{role}")  # the parsed text is the raw text
+        elif role in REQUIRED_ROLES or role in NUMBER_ROLES or role in ("timestamp", "label"):
+            inner.append(f"{parsing.text_expr(col, 'VARCHAR' if dtype == 'VARCHAR' else 'ANY')} AS raw_{role}")
         if role in REQUIRED_ROLES:
-            checks.append((f"{raw} IS NULL", "missing_value", role))
+            checks.append((f"raw_{role} IS NULL", "missing_value", role))
         if role in NUMBER_ROLES or role in ("timestamp", "label"):
             bad = "not_a_number" if role in NUMBER_ROLES else (
                 "not_a_timestamp" if role == "timestamp" else "not_a_label")
-            checks.append((f"{raw} IS NOT NULL AND ({expr}) IS NULL AND {raw} LIKE '=%'", "formula", role))
-            checks.append((f"{raw} IS NOT NULL AND ({expr}) IS NULL", bad, role))
+            checks.append((f"raw_{role} IS NOT NULL AND r_{role} IS NULL AND raw_{role} LIKE '=%'", "formula", role))
+            checks.append((f"raw_{role} IS NOT NULL AND r_{role} IS NULL", bad, role))
         if role == "timestamp":
-            checks.append((f"NOT (year({expr}) BETWEEN {parsing.MIN_YEAR} AND {parsing.MAX_YEAR})",
+            checks.append((f"NOT (year(r_timestamp) BETWEEN {parsing.MIN_YEAR} AND {parsing.MAX_YEAR})",
                            "timestamp_out_of_range", role))
-    reason = "CASE " + " ".join(f"WHEN {c} THEN '{r}'" for c, r, _ in checks) + " END"
-    role_case = "CASE " + " ".join(f"WHEN {c} THEN '{ro}'" for c, _, ro in checks) + " END"
-    raw_case = "CASE " + " ".join(
-        f"WHEN {c} THEN {parsing.text_expr(_col(index[mapping[ro]]), 'VARCHAR')}" for c, _, ro in checks) + " END"
-    parts += [f"{reason} AS _reason", f"{role_case} AS _reason_role", f"{raw_case} AS _raw_value"]
-    return ", ".join(parts), [h for h in info.headers if h not in mapping.values()]
+    extras = [h for h in info.headers if h not in mapping.values()]
+    for k, h in enumerate(extras):
+        i = index[h]
+        expr = f"NULLIF(trim({_col(i)}), '')" if info.dtypes[i] == "VARCHAR" else _col(i)
+        inner.append(f"{expr} AS x_{k}")
+    if keep_raw:
+        inner += [_col(i) for i in range(len(info.headers))]
+    outer = ["_row AS source_row"]
+    for role in ROLES:
+        outer.append(f"r_{role} AS {role}" if role in mapping
+                     else f"CAST(NULL AS {parsing.role_sql_type(role)}) AS {role}")
+    outer += [f"x_{k}" for k in range(len(extras))]
+    outer += (["_nl"] if with_nl else []) + ([_col(i) for i in range(len(info.headers))] if keep_raw else [])
+    outer.append("CASE " + " ".join(f"WHEN {c} THEN '{r}'" for c, r, _ in checks) + " END AS _reason")
+    outer.append("CASE " + " ".join(f"WHEN {c} THEN '{ro}'" for c, _, ro in checks) + " END AS _reason_role")
+    outer.append("CASE " + " ".join(f"WHEN {c} THEN raw_{ro}" for c, _, ro in checks) + " END AS _raw_value")
+    return f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM {relation})"
 
 
 def preview_mapping(info: SourceInfo, mapping: dict[str, str], rows: int = 20):
@@ -566,18 +686,17 @@ def preview_mapping(info: SourceInfo, mapping: dict[str, str], rows: int = 20):
         if column not in info.headers:
             raise RiskdeskError(f"{info.name} has no column {column!r} for role {role}")
     con = duckdb.connect()
-    stage = _Stage(con, None)
+    stage = _Stage(con)
     try:
         table, _ = _stage_source(stage, info, limit=max(rows, 1), tmp_dir=Path(info.path).parent)
         if not mapping:
-            return con.execute(f"SELECT _row FROM {table} ORDER BY _row").df()
-        select, _ = _parse_select(info, mapping)
+            return con.execute(f"SELECT _row AS row FROM {table} ORDER BY _row").df()
         index = {h: i for i, h in enumerate(info.headers)}
         raw_cols = ", ".join(f"{_col(index[c])} AS {quote_ident(r + ' (raw)')}" for r, c in mapping.items())
-        parsed = ", ".join(f"r_{r} AS {quote_ident(r)}" for r in mapping)
+        parsed = ", ".join(quote_ident(r) for r in mapping)
         return con.execute(
-            f"SELECT _row AS row, {raw_cols}, {parsed}, _reason AS reason FROM "
-            f"(SELECT *, {select} FROM {table}) ORDER BY _row").df()
+            f"SELECT source_row AS row, {raw_cols}, {parsed}, _reason AS reason FROM "
+            f"({_parse_sql(info, mapping, table, keep_raw=True)}) ORDER BY source_row").df()
     finally:
         stage.close()
         con.close()
@@ -587,7 +706,7 @@ def sample_rows(info: SourceInfo, rows: int = 20):
     """The first rows of a file with its own headers (all values as text)."""
     import duckdb
     con = duckdb.connect()
-    stage = _Stage(con, None)
+    stage = _Stage(con)
     try:
         table, _ = _stage_source(stage, info, limit=rows, tmp_dir=Path(info.path).parent)
         cols = ", ".join(f"{_col(i)} AS {quote_ident(h)}" for i, h in enumerate(info.headers))
@@ -604,24 +723,15 @@ def find_by_sha(store: Store, sha256: str) -> list[dict]:
                        [sha256])
 
 
-def _extra_types(cur, table: str, info: SourceInfo, extras: list[str]) -> dict[str, str]:
-    index = {h: i for i, h in enumerate(info.headers)}
-    types: dict[str, str] = {}
-    checks = []
-    for h in extras:
-        i = index[h]
-        if info.dtypes[i] != "VARCHAR":
-            types[h] = "DOUBLE" if parsing.is_numeric_type(info.dtypes[i]) else info.dtypes[i]
-        else:
-            checks.append(h)
-    if checks:
-        exprs = ", ".join(
-            f"bool_and({_col(index[h])} IS NULL OR TRY_CAST(trim({_col(index[h])}) AS DOUBLE) IS NOT NULL) "
-            f"AND count({_col(index[h])}) > 0" for h in checks)
-        flags = cur.execute(f"SELECT {exprs} FROM {table} WHERE _reason IS NULL").fetchone()
-        for h, numeric in zip(checks, flags):
-            types[h] = "DOUBLE" if numeric else "VARCHAR"
-    return types
+def _resolve_mapping(info: SourceInfo, mapping: dict[str, str] | None) -> dict[str, str]:
+    """The user's mapping completed with suggestions for roles (and columns) it leaves free."""
+    if mapping:
+        used = set(mapping.values())
+        full = {r: c for r, c in info.suggested.items() if c not in used and r not in mapping}
+        full.update(mapping)
+    else:
+        full = dict(info.suggested)
+    return check_mapping({r: full[r] for r in ROLES if r in full}, info.headers, info.name)
 
 
 def ingest(store: Store, path: str | Path, dataset: str, mapping: dict[str, str] | None = None,
@@ -629,69 +739,159 @@ def ingest(store: Store, path: str | Path, dataset: str, mapping: dict[str, str]
            source_name: str | None = None, progress: Progress | None = None,
            actor: str = "cli", info: SourceInfo | None = None) -> dict:
     """Load a file as dataset NAME. Returns the summary in the command-line JSON shape plus
-    the dataset id and a reject summary. Nothing is stored unless at least one row loads."""
+    the dataset id and a reject summary. Nothing is stored unless at least one row loads.
+
+    The file is read straight into the new table inside one transaction; only the final
+    catalogue step takes the write lock, so a long load does not hold up other writers."""
     report = progress or (lambda f, m: None)
     dataset = check_dataset_name(dataset)
     report(0.02, "inspecting")
     if info is None:
         info = inspect_source(path, source_name, encoding, sheet)
-    name = info.name
-    if mapping:
-        full = dict(info.suggested)
-        used = set(mapping.values())
-        full = {r: c for r, c in full.items() if c not in used and r not in mapping}
-        full.update(mapping)
-        mapping = full
-    else:
-        mapping = dict(info.suggested)
-    mapping = check_mapping({r: mapping[r] for r in ROLES if r in mapping}, info.headers, name)
-
+    mapping = _resolve_mapping(info, mapping)
     existing = store.dicts("SELECT id, table_name FROM datasets WHERE name = ?", [dataset])
     if existing and not replace:
         raise RiskdeskError(f"dataset {dataset!r} already exists; choose another name or replace it")
     same_file = [d for d in find_by_sha(store, info.sha256) if d["name"] != dataset]
     if same_file and not replace:
-        raise RiskdeskError(f"{name} was already loaded as dataset {same_file[0]['name']!r} "
+        raise RiskdeskError(f"{info.name} was already loaded as dataset {same_file[0]['name']!r} "
                             "(same SHA-256); replace it or skip")
 
     cur = store.cursor()
-    stage = _Stage(cur, store)
+    stage = _Stage(cur)
+    table = None
     try:
-        report(0.1, "reading")
-        src, structural = _stage_source(stage, info, tmp_dir=store.home / "tmp")
-        report(0.45, "parsing")
-        select, extras = _parse_select(info, mapping)
-        parsed = stage.name("parsed")
-        cur.execute(f"CREATE TEMP TABLE {parsed} AS SELECT *, {select} FROM {src}")
-        stage.objects.append(("TABLE", parsed))
+        new_id = cur.execute("SELECT nextval('dataset_id_seq')").fetchall()[0][0]
+        table = f"tx_{int(new_id)}"
+        report(0.1, "reading and parsing")
+        tmp_dir = store.home / "tmp"
+        fast = _native_types(info, mapping, tmp_dir)
+        relation, params = _source_relation(stage, fast, tmp_dir=tmp_dir, numbered=info.kind == "excel")
+        with_nl = info.kind == "csv" and info.quoted
+        if with_nl:
+            relation = f"(SELECT *, {_newline_count_expr(fast)} AS _nl FROM {relation})"
+        # The new table is committed on its own (no catalogue entry yet, so nobody sees it):
+        # work on committed rows is much cheaper than on a transaction's local storage. Any
+        # failure below drops it again; a crash in between leaves an orphan that
+        # Store() removes at the next start.
+        cur.execute(f"CREATE TABLE {table} AS {_parse_sql(fast, mapping, relation, with_nl)}", params)
+        cur.begin()
+        if info.kind != "excel":
+            cur.execute(f"UPDATE {table} SET source_row = rowid + {2 if info.kind == 'csv' else 1}")
+        structural = []
+        if info.kind == "csv":
+            structural, cast = _reader_rejects(stage)
+            _shift_past_rejects(stage, table, "source_row", [line for line, *_ in structural + cast])
+            _recover_cast_rejects(stage, info, mapping, table, cast, with_nl, tmp_dir)
+            structural = _apply_line_breaks(stage, info, table, "source_row", structural, with_nl)
         report(0.6, "checking duplicates")
-        dupes = cur.execute(f"SELECT count(r_transaction_id) - count(DISTINCT r_transaction_id) "
-                            f"FROM {parsed} WHERE _reason IS NULL").fetchone()[0]
-        if dupes:
-            cur.execute(f"""UPDATE {parsed} SET _reason = 'duplicate_transaction_id',
-                    _reason_role = 'transaction_id', _raw_value = r_transaction_id
-                FROM (SELECT _row AS rr, row_number() OVER (PARTITION BY r_transaction_id ORDER BY _row) AS k
-                      FROM {parsed} WHERE _reason IS NULL) d
-                WHERE {parsed}._row = d.rr AND d.k > 1""")
-        counts = cur.execute(f"SELECT count(*) FILTER (WHERE _reason IS NULL), count(*) FROM {parsed}").fetchone()
-        loaded = counts[0]
-        rejected = counts[1] - loaded + len(structural)
+        _mark_duplicates(cur, table)
+        loaded, bad = cur.execute(f"SELECT count(*) FILTER (WHERE _reason IS NULL), "
+                                  f"count(*) FILTER (WHERE _reason IS NOT NULL) FROM {table}").fetchone()
+        rejected = bad + len(structural)
         if loaded == 0:
-            example = _first_reject(cur, parsed, structural)
-            raise RiskdeskError(f"no row of {name} could be loaded: {rejected:,} rows rejected, "
-                                f"e.g. {'line' if info.kind == 'csv' else 'row'} {example}")
-        extra_types = _extra_types(cur, parsed, info, extras)
-        report(0.75, "storing")
-        return _commit(store, stage, info, dataset, mapping, extras, extra_types, parsed,
-                       structural, loaded, rejected, existing, actor, report)
+            raise RiskdeskError(f"no row of {info.name} could be loaded: {rejected:,} rows rejected, e.g. "
+                                f"{'line' if info.kind == 'csv' else 'row'} {_first_reject(cur, table, structural)}")
+        report(0.75, "recording rejects")
+        _store_rejects(stage, info, new_id, table, structural, bad, tmp_dir)
+        if bad:
+            cur.execute(f"DELETE FROM {table} WHERE _reason IS NOT NULL")
+        for column in ("_reason", "_reason_role", "_raw_value") + (("_nl",) if with_nl else ()):
+            cur.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        extras = _type_extras(cur, table, info, mapping)
+        stats = cur.execute(f"SELECT min(timestamp), max(timestamp), count(label), coalesce(sum(label), 0) "
+                            f"FROM {table}").fetchone()
+        report(0.9, "storing")
+        with store.locked():
+            existing = store.dicts("SELECT id, table_name FROM datasets WHERE name = ?", [dataset])
+            if existing and not replace:
+                raise RiskdeskError(f"dataset {dataset!r} was created meanwhile; choose another name")
+            for old in existing:
+                _drop_dataset(cur, old["id"], old["table_name"])
+            cur.execute(
+                "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [new_id, dataset, table, info.name, info.sha256, info.size, info.kind, info.encoding,
+                 info.delimiter, info.sheet, datetime.now(), json.dumps(mapping, ensure_ascii=False),
+                 json.dumps(extras, ensure_ascii=False), json.dumps(info.headers, ensure_ascii=False),
+                 loaded, rejected, stats[0], stats[1], stats[2], stats[3]])
+            store.audit(cur, actor, "replace_dataset" if existing else "ingest", "dataset", new_id,
+                        {"name": dataset, "source": info.name, "sha256": info.sha256,
+                         "rows_loaded": loaded, "rows_rejected": rejected})
+            cur.commit()
+            table = None  # committed: nothing to undo
+    except BaseException:
+        try:
+            cur.rollback()
+        except Exception:
+            pass
+        if table is not None:
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+        raise
     finally:
         stage.close()
         cur.close()
+    report(1.0, "done")
+    return {"dataset": dataset, "dataset_id": int(new_id), "rows_loaded": int(loaded),
+            "rows_rejected": int(rejected), "mapping": mapping,
+            "reject_reasons": reject_summary(store, int(new_id))}
 
 
-def _first_reject(cur, parsed: str, structural: list) -> str:
-    row = cur.execute(f"SELECT _row, _reason, _reason_role, _raw_value FROM {parsed} "
-                      f"WHERE _reason IS NOT NULL ORDER BY _row LIMIT 1").fetchone()
+def _mark_duplicates(cur, table: str) -> None:
+    """Repeated transaction ids: the first (by source row) loads, later ones are rejected."""
+    dupes = cur.execute(f"SELECT count(transaction_id) - count(DISTINCT transaction_id) "
+                        f"FROM {table} WHERE _reason IS NULL").fetchone()[0]
+    if dupes:
+        cur.execute(f"""UPDATE {table} SET _reason = 'duplicate_transaction_id',
+                _reason_role = 'transaction_id', _raw_value = transaction_id
+            FROM (SELECT source_row AS rr, row_number() OVER (PARTITION BY transaction_id ORDER BY source_row) AS k
+                  FROM {table} WHERE _reason IS NULL) d
+            WHERE {table}.source_row = d.rr AND d.k > 1""")
+
+
+def _store_rejects(stage: _Stage, info: SourceInfo, dataset_id: int, table: str, structural: list,
+                   bad: int, tmp_dir: Path) -> None:
+    """Rejected rows with their whole raw row as JSON (header -> value). Raw rows are read
+    again from the source only when some rows were rejected after parsing."""
+    cur = stage.cur
+    if bad:
+        raw, _ = _stage_source(stage, info, tmp_dir=tmp_dir)
+        pairs = ", ".join(f"?, r.{_col(i)}" for i in range(len(info.headers)))
+        cur.execute(f"INSERT INTO rejects SELECT ?, t.source_row, t._reason, t._reason_role, t._raw_value, "
+                    f"json_object({pairs}) FROM {table} t LEFT JOIN {raw} r ON r._row = t.source_row "
+                    f"WHERE t._reason IS NOT NULL ORDER BY t.source_row",
+                    [dataset_id, *info.headers])
+    for line, etype, raw_line in structural:
+        code = "line_too_long" if "LINE SIZE" in etype else "malformed_row"
+        raw_line = None if raw_line is None else raw_line[:2000]
+        cur.execute("INSERT INTO rejects VALUES (?, ?, ?, NULL, ?, ?)", [dataset_id, line, code, raw_line, raw_line])
+
+
+def _type_extras(cur, table: str, info: SourceInfo, mapping: dict) -> list[dict]:
+    """Extra columns: text that is numeric in every loaded row becomes DOUBLE."""
+    index = {h: i for i, h in enumerate(info.headers)}
+    extras = [h for h in info.headers if h not in mapping.values()]
+    meta = []
+    text_cols = [k for k, h in enumerate(extras) if info.dtypes[index[h]] == "VARCHAR"]
+    numeric: set[int] = set()
+    if text_cols:
+        flags = cur.execute("SELECT " + ", ".join(
+            f"count(x_{k}) > 0 AND count(x_{k}) = count(TRY_CAST(x_{k} AS DOUBLE))" for k in text_cols)
+            + f" FROM {table}").fetchone()
+        numeric = {k for k, flag in zip(text_cols, flags) if flag}
+    for k, h in enumerate(extras):
+        dtype = info.dtypes[index[h]]
+        if k in numeric:
+            cur.execute(f"ALTER TABLE {table} ALTER COLUMN x_{k} TYPE DOUBLE USING TRY_CAST(x_{k} AS DOUBLE)")
+            dtype = "DOUBLE"
+        elif parsing.is_numeric_type(dtype):
+            dtype = "DOUBLE" if dtype.upper().startswith(("FLOAT", "DOUBLE", "REAL", "DECIMAL")) else dtype
+        meta.append({"column": f"x_{k}", "source": h, "type": dtype})
+    return meta
+
+
+def _first_reject(cur, table: str, structural: list) -> str:
+    row = cur.execute(f"SELECT source_row, _reason, _reason_role, _raw_value FROM {table} "
+                      f"WHERE _reason IS NOT NULL ORDER BY source_row LIMIT 1").fetchone()
     candidates = []
     if row:
         candidates.append((row[0], describe_reason(row[1], row[2], row[3])))
@@ -703,66 +903,6 @@ def _first_reject(cur, parsed: str, structural: list) -> str:
         return "?"
     number, text = min(candidates)
     return f"{number}: {text}"
-
-
-def _commit(store: Store, stage: _Stage, info: SourceInfo, dataset: str, mapping: dict,
-            extras: list[str], extra_types: dict, parsed: str, structural: list, loaded: int,
-            rejected: int, existing: list[dict], actor: str, report: Progress) -> dict:
-    index = {h: i for i, h in enumerate(info.headers)}
-    raw_row_args: list = []
-    pairs = []
-    for i, h in enumerate(info.headers):
-        pairs.append(f"?, {_col(i)}")
-        raw_row_args.append(h)
-    raw_row_sql = f"json_object({', '.join(pairs)})" if pairs else "NULL"
-    with store.write(stage.cur) as cur:
-        new_id = cur.execute("SELECT nextval('dataset_id_seq')").fetchone()[0]
-        table = f"tx_{int(new_id)}"
-        role_cols = []
-        for role in ROLES:
-            if role in mapping:
-                role_cols.append(f"r_{role} AS {role}")
-            else:
-                role_cols.append(f"CAST(NULL AS {parsing.role_sql_type(role)}) AS {role}")
-        extra_meta = []
-        for k, h in enumerate(extras):
-            col = f"x_{k}"
-            src = _col(index[h])
-            typ = extra_types[h]
-            if typ == "DOUBLE" and info.dtypes[index[h]] == "VARCHAR":
-                expr = f"TRY_CAST(trim({src}) AS DOUBLE)"
-            elif typ == "VARCHAR":
-                expr = f"NULLIF(trim(CAST({src} AS VARCHAR)), '')"
-            else:
-                expr = src
-            role_cols.append(f"{expr} AS {col}")
-            extra_meta.append({"column": col, "source": h, "type": typ})
-        cur.execute(f"CREATE TABLE {table} AS SELECT _row AS source_row, {', '.join(role_cols)} "
-                    f"FROM {parsed} WHERE _reason IS NULL ORDER BY _row")
-        report(0.88, "recording rejects")
-        cur.execute(f"INSERT INTO rejects SELECT ?, _row, _reason, _reason_role, _raw_value, {raw_row_sql} "
-                    f"FROM {parsed} WHERE _reason IS NOT NULL", [new_id] + raw_row_args)
-        for line, etype, raw in structural:
-            code = "line_too_long" if "LINE SIZE" in etype else "malformed_row"
-            raw = None if raw is None else raw[:2000]
-            cur.execute("INSERT INTO rejects VALUES (?, ?, ?, NULL, ?, ?)", [new_id, line, code, raw, raw])
-        stats = cur.execute(f"SELECT min(timestamp), max(timestamp), count(label), coalesce(sum(label), 0) "
-                            f"FROM {table}").fetchone()
-        for old in existing:
-            _drop_dataset(cur, old["id"], old["table_name"])
-        cur.execute(
-            "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [new_id, dataset, table, info.name, info.sha256, info.size, info.kind, info.encoding,
-             info.delimiter, info.sheet, datetime.now(), json.dumps(mapping, ensure_ascii=False),
-             json.dumps(extra_meta, ensure_ascii=False), json.dumps(info.headers, ensure_ascii=False),
-             loaded, rejected, stats[0], stats[1], stats[2], stats[3]])
-        store.audit(cur, actor, "replace_dataset" if existing else "ingest", "dataset", new_id,
-                    {"name": dataset, "source": info.name, "sha256": info.sha256,
-                     "rows_loaded": loaded, "rows_rejected": rejected})
-    report(1.0, "done")
-    return {"dataset": dataset, "dataset_id": int(new_id), "rows_loaded": int(loaded),
-            "rows_rejected": int(rejected), "mapping": mapping,
-            "reject_reasons": reject_summary(store, int(new_id))}
 
 
 def _drop_dataset(cur, dataset_id: int, table_name: str) -> None:

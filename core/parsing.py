@@ -48,6 +48,8 @@ def text_expr(col: str, dtype: str = "VARCHAR") -> str:
     if dtype.upper() in ("FLOAT", "DOUBLE", "REAL"):
         return (f"CASE WHEN {col} = trunc({col}) AND abs({col}) < 1e18 "
                 f"THEN CAST(CAST({col} AS BIGINT) AS VARCHAR) ELSE CAST({col} AS VARCHAR) END")
+    if dtype.upper() == "VARCHAR":
+        return f"NULLIF(trim({col}), '')"
     return f"NULLIF(trim(CAST({col} AS VARCHAR)), '')"
 
 
@@ -85,8 +87,10 @@ def timestamp_expr(col: str, dtype: str = "VARCHAR") -> str:
     normalised = (f"trim(regexp_replace(regexp_replace({unzoned}, '[/.年月]', '-', 'g'), "
                   f"'[日T]', ' ', 'g'))")
     formats = "[" + _sql_list(TIMESTAMP_FORMATS) + "]"
+    # DuckDB's own cast takes ISO forms (and drops a zone offset, keeping the wall clock).
     return (
-        f"CASE WHEN {s} IS NULL OR {s} = '' THEN NULL "
+        f"CASE WHEN TRY_CAST({col} AS TIMESTAMP) IS NOT NULL THEN TRY_CAST({col} AS TIMESTAMP) "
+        f"WHEN {s} IS NULL OR {s} = '' THEN NULL "
         f"WHEN regexp_full_match({s}, '\\d{{14}}') THEN try_strptime({s}, '%Y%m%d%H%M%S') "
         f"WHEN regexp_full_match({s}, '\\d{{8}}') THEN try_strptime({s}, '%Y%m%d') "
         f"WHEN TRY_CAST({s} AS DOUBLE) IS NOT NULL THEN {_epoch_expr(f'TRY_CAST({s} AS DOUBLE)')} "

@@ -96,6 +96,7 @@ class Store:
             raise RiskdeskError(f"cannot open the workspace database {self.path}: {exc}") from None
         self._lock = threading.RLock()
         self._migrate()
+        self._drop_orphans()
 
     # -- connection handling -------------------------------------------------------------
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -106,20 +107,32 @@ class Store:
         self._con.close()
 
     @contextmanager
-    def write(self, cur: duckdb.DuckDBPyConnection | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """Serialised write transaction: commits on success, rolls back on any error.
+    def transaction(self, cur: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A transaction on `cur` without the write lock, for long work that touches only its
+        own new tables; take :meth:`locked` for the part that changes shared tables."""
+        cur.begin()
+        try:
+            yield cur
+            cur.commit()
+        except BaseException:
+            cur.rollback()
+            raise
 
-        Pass `cur` to write on a cursor that holds temporary staging tables."""
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """The process-wide write lock."""
+        with self._lock:
+            yield
+
+    @contextmanager
+    def write(self, cur: duckdb.DuckDBPyConnection | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Serialised write transaction: commits on success, rolls back on any error."""
         with self._lock:
             own = cur is None
             cur = self._con.cursor() if own else cur
-            cur.begin()
             try:
-                yield cur
-                cur.commit()
-            except BaseException:
-                cur.rollback()
-                raise
+                with self.transaction(cur):
+                    yield cur
             finally:
                 if own:
                     cur.close()
@@ -170,6 +183,20 @@ class Store:
                     cur.rollback()
                     raise
             cur.close()
+
+    def _drop_orphans(self) -> None:
+        """Drop dataset tables that no catalogue entry names (left by a crash mid-load)."""
+        with self._lock:
+            cur = self._con.cursor()
+            try:
+                orphans = cur.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+                    "AND regexp_full_match(table_name, 'tx_[0-9]+') "
+                    "AND table_name NOT IN (SELECT table_name FROM datasets)").fetchall()
+                for (name,) in orphans:
+                    cur.execute(f"DROP TABLE IF EXISTS {quote_ident(name)}")
+            finally:
+                cur.close()
 
     def schema_version(self) -> int:
         return int(self.scalar("SELECT max(version) FROM schema_migrations") or 0)

@@ -14,7 +14,7 @@ from core.ingest import (default_dataset_name, find_by_sha, ingest, inspect_sour
                          reject_summary, sample_rows, save_upload)
 from core.sample import load_demo
 from core.schema import REQUIRED_ROLES, ROLES
-from ui import job_progress, lang, store, tr
+from ui import job_progress, lang, select_dataset, store, tr
 
 db = store()
 actor = st.session_state.get("reviewer") or "app"
@@ -43,16 +43,18 @@ if not datasets:
     st.info(tr("data.empty"))
 demo_job = job_progress("demo_job")
 if demo_job is not None:
-    if demo_job.status == "done":
-        result = demo_job.result
-        if result.get("existed"):
-            st.info(tr("data.demo_exists", name=result["dataset"]))
-        else:
-            st.success(tr("data.demo_loaded", rows=f"{result['rows_loaded']:,}"))
-            st.session_state["dataset"] = result["dataset"]
-    else:
-        st.error(tr("common.error", error=demo_job.error))
     st.session_state.pop("demo_job", None)
+    if demo_job.status == "done" and demo_job.result.get("existed"):
+        st.session_state["flash"] = ("info", tr("data.demo_exists", name=demo_job.result["dataset"]))
+    elif demo_job.status == "done":
+        st.session_state["flash"] = ("success", tr("data.demo_loaded", rows=f"{demo_job.result['rows_loaded']:,}"))
+        select_dataset(demo_job.result["dataset"])
+    else:
+        st.session_state["flash"] = ("error", tr("common.error", error=demo_job.error))
+    st.rerun()
+flash = st.session_state.pop("flash", None)
+if flash:
+    getattr(st, flash[0])(flash[1])
 if st.button(tr("data.load_demo"), type="primary" if not datasets else "secondary",
              disabled=jobs.running("demo") is not None, key="load_demo"):
     job = jobs.start("demo", tr("data.load_demo"), lambda progress: load_demo(db, progress, actor))
@@ -94,7 +96,8 @@ if uploaded is not None:
         with st.expander(tr("data.file.raw")):
             st.dataframe(sample_rows(info, 10), hide_index=True)
 
-        same = find_by_sha(db, info.sha256)
+        just_loaded = (st.session_state.get("ingest_result") or {}).get("file_id") == state["file_id"]
+        same = [] if just_loaded else find_by_sha(db, info.sha256)
         replace = False
         if same:
             st.warning(tr("data.file.same_sha", sha=info.sha256[:12], name=same[0]["name"],
@@ -107,7 +110,7 @@ if uploaded is not None:
             if not replace:
                 st.info(tr("data.file.skipped"))
 
-        if not same or replace:
+        if not just_loaded and (not same or replace):
             st.subheader(tr("data.mapping.header"))
             st.caption(tr("data.mapping.help"))
             none = tr("data.mapping.none")
@@ -147,7 +150,11 @@ if uploaded is not None:
     if done is not None:
         st.session_state["ingest_result"] = ({"ok": True, **done.result} if done.status == "done"
                                              else {"ok": False, "error": done.error})
+        st.session_state["ingest_result"]["file_id"] = state["file_id"] if done.status == "done" else None
         st.session_state.pop("ingest_job", None)
+        if done.status == "done":
+            select_dataset(done.result["dataset"])
+            st.rerun()
     result = st.session_state.get("ingest_result")
     if result:
         if result["ok"]:
@@ -181,7 +188,9 @@ if datasets:
         size = c2.selectbox(tr("data.page_size"), [25, 50, 100, 500], index=1, key=f"psize_{ds['id']}")
         pages = max(1, math.ceil(ds["rows"] / size))
         page = c1.number_input(tr("data.page"), 1, pages, 1, key=f"page_{ds['id']}")
-        st.dataframe(page_rows(db, ds, int(page) - 1, size), hide_index=True, width="stretch")
+        rows = page_rows(db, ds, int(page) - 1, size)
+        st.dataframe(rows.rename(columns={r: role_name(r, lang()) for r in ds["mapping"]} |
+                                 {"source_row": tr("data.rejects.row")}), hide_index=True, width="stretch")
         st.caption(tr("data.page_of", page=int(page), pages=f"{pages:,}", rows=f"{ds['rows']:,}"))
     with tab_rejects:
         show_reject_summary(ds["id"], "catalogue")
@@ -202,6 +211,6 @@ if datasets:
         typed = st.text_input(tr("data.delete.confirm"), key=f"del_{ds['id']}")
         if st.button(tr("data.delete.button"), disabled=typed != ds["name"], key=f"delbtn_{ds['id']}"):
             delete_dataset(db, ds["name"], actor)
-            st.session_state.pop("dataset", None)
+            select_dataset(None)
             st.toast(tr("data.delete.done", name=ds["name"]))
             st.rerun()

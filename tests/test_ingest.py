@@ -179,3 +179,27 @@ def test_database_persists_across_reopen(home, tmp_path):
     s2 = Store(home)
     assert get_dataset(s2, "p")["rows"] == 3 and s2.schema_version() >= 1
     s2.close()
+
+
+def test_late_odd_values_after_a_clean_start(store, tmp_path):
+    """Native typing is chosen from the first rows; later values that the typed reader
+    refuses are re-parsed as text, and every row keeps its exact file line."""
+    lines = [HEADER + ",note"]
+    lines += [f"T{i},U{i % 50},2024-01-01 00:{i % 60:02d}:00,{i}.5,0,x" for i in range(6000)]   # lines 2..6001
+    lines += ['L1,U1,2024-02-01 10:00:00,"1,234.50",1,"quoted\nbreak"',     # lines 6002-6003
+              "L2,U1,2024-02-01 11:00:00,abc,0,y",                            # 6004: bad amount
+              "L3,U1,1706788800,7,0,epoch seconds",                          # 6005: epoch time
+              "L4,U1,2024-02-01 12:00:00,8,0,too,many",                      # 6006: malformed
+              "L5,U2,2024/02/01 13:00,¥9,1,z",                               # 6007: both need text parsing
+              "L6,U2,2024-02-01 14:00:00,10,0,last"]                         # 6008
+    result = load(store, write(tmp_path / "late.csv", "\n".join(lines) + "\n"))
+    assert (result["rows_loaded"], result["rows_rejected"]) == (6004, 2)
+    ds = get_dataset(store, "d")
+    rej = rejects_frame(store, ds["id"])
+    assert list(zip(rej["source_row"], rej["reason"])) == [(6004, "not_a_number"), (6006, "malformed_row")]
+    assert json.loads(rej["raw_row"][0])["amount"] == "abc"
+    got = store.rows(f"SELECT transaction_id, source_row, amount, CAST(timestamp AS VARCHAR) FROM {ds['table']} "
+                     "WHERE transaction_id LIKE 'L%' ORDER BY source_row")
+    assert got == [("L1", 6002, 1234.5, "2024-02-01 10:00:00"), ("L3", 6005, 7.0, "2024-02-01 12:00:00"),
+                   ("L5", 6007, 9.0, "2024-02-01 13:00:00"), ("L6", 6008, 10.0, "2024-02-01 14:00:00")]
+    assert store.rows(f"SELECT source_row FROM {ds['table']} WHERE transaction_id = 'T5999'") == [(6001,)]

@@ -1,0 +1,59 @@
+"""Shared helpers for the benchmark scripts: demo data of a given size, timing, a busy core."""
+from __future__ import annotations
+
+import multiprocessing
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+sys.path.insert(0, str(ROOT))
+
+
+def demo_file(rows: int, suffix: str = ".csv") -> Path:
+    """The demo generator's output with `rows` rows, cached in bench/out/."""
+    from core.sample import write_sample
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"demo_{rows}{suffix}"
+    if not path.exists():
+        write_sample(path, rows=rows, seed=42)
+    return path
+
+
+def timed(fn, repeat: int = 3) -> tuple[float, list[float]]:
+    """Median wall time of fn() over `repeat` runs."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def _spin(stop):
+    while not stop.is_set():
+        sum(i * i for i in range(10_000))
+
+
+@contextmanager
+def busy_core(enabled: bool = True):
+    """Keep one core busy in another process (design.md, Threads)."""
+    if not enabled:
+        yield
+        return
+    stop = multiprocessing.Event()
+    proc = multiprocessing.Process(target=_spin, args=(stop,), daemon=True)
+    proc.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        proc.join(5)
+
+
+def peak_rss_mb() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
