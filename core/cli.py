@@ -86,6 +86,17 @@ def cmd_sample(args) -> dict:
     return result
 
 
+def cmd_demo(args) -> dict:
+    from .sample import load_demo
+    from .store import open_store
+
+    result = load_demo(open_store(), actor="cli")
+    result.pop("reject_reasons", None)
+    result["_text"] = (f"demo data already loaded as {result['dataset']!r}" if result["existed"]
+                       else f"loaded the demo data as {result['dataset']!r}: {result['rows_loaded']:,} rows")
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m core", description="riskdesk command line (see ../shared/design.md)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -110,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("demo", help="load the shipped demo data unless it is already loaded")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

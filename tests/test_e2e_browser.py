@@ -67,6 +67,7 @@ def test_load_demo_and_upload_gbk(page):
     # The catalogue's inspector pages through the demo's rows, served from DuckDB.
     sidebar = pg.locator('section[data-testid="stSidebar"]')
     pg.get_by_text("page 1 of 2,004 · 100,185 rows").wait_for()
+    pg.wait_for_timeout(1500)  # let the data grids draw
     pg.screenshot(path=str(SHOTS / "data_demo_en.png"), full_page=True)
 
     gbk = tmp / "客户交易.csv"
@@ -79,10 +80,12 @@ def test_load_demo_and_upload_gbk(page):
     pg.get_by_role("button", name="Load into the workspace").click()
     pg.get_by_text("Loaded 2 rows into “客户交易”, rejected 1.").wait_for(timeout=60_000)
     pg.get_by_text("Rejected rows by reason").first.wait_for()
+    pg.wait_for_timeout(1500)
     pg.screenshot(path=str(SHOTS / "data_upload_gbk_en.png"), full_page=True)
 
     # Switch the UI to Chinese.
     sidebar.locator('[data-testid="stSelectbox"]').first.click()
     pg.get_by_role("option", name="简体中文").click()
     pg.get_by_text("加载演示数据").wait_for(timeout=30_000)
+    pg.wait_for_timeout(1500)
     pg.screenshot(path=str(SHOTS / "data_zh.png"), full_page=True)
