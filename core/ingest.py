@@ -909,6 +909,10 @@ def _drop_dataset(cur, dataset_id: int, table_name: str) -> None:
     if not re.fullmatch(r"tx_\d+", table_name):
         raise RiskdeskError(f"refusing to drop unexpected table {table_name!r}")
     cur.execute(f"DROP TABLE IF EXISTS {table_name}")
+    for (feat,) in cur.execute("SELECT table_name FROM feature_sets WHERE dataset_id = ?", [dataset_id]).fetchall():
+        if re.fullmatch(r"feat_\d+_[0-9a-f]+", feat):
+            cur.execute(f"DROP TABLE IF EXISTS {feat}")
+    cur.execute("DELETE FROM feature_sets WHERE dataset_id = ?", [dataset_id])
     cur.execute("DELETE FROM rejects WHERE dataset_id = ?", [dataset_id])
     cur.execute("DELETE FROM datasets WHERE id = ?", [dataset_id])
 

@@ -66,6 +66,19 @@ MIGRATIONS: list[tuple[int, str]] = [
             detail JSON
         );
     """),
+    (2, """
+        CREATE TABLE feature_sets (
+            dataset_id INTEGER NOT NULL,
+            version VARCHAR NOT NULL,
+            name VARCHAR NOT NULL,
+            config JSON,
+            table_name VARCHAR NOT NULL,
+            catalogue JSON,
+            rows BIGINT,
+            seconds DOUBLE,
+            created_at TIMESTAMP NOT NULL
+        );
+    """),
 ]
 
 
@@ -192,7 +205,10 @@ class Store:
                 orphans = cur.execute(
                     "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
                     "AND regexp_full_match(table_name, 'tx_[0-9]+') "
-                    "AND table_name NOT IN (SELECT table_name FROM datasets)").fetchall()
+                    "AND table_name NOT IN (SELECT table_name FROM datasets) "
+                    "UNION ALL SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+                    "AND regexp_full_match(table_name, 'feat_[0-9]+_[0-9a-f]+(_new)?') "
+                    "AND table_name NOT IN (SELECT table_name FROM feature_sets)").fetchall()
                 for (name,) in orphans:
                     cur.execute(f"DROP TABLE IF EXISTS {quote_ident(name)}")
             finally:
