@@ -11,6 +11,7 @@ st.sidebar.caption(tr("app.tagline"))
 
 pages = [
     st.Page("pages/data.py", title=tr("nav.data"), icon=":material/database:", url_path="data", default=True),
+    st.Page("pages/explore.py", title=tr("nav.explore"), icon=":material/query_stats:", url_path="explore"),
 ]
 navigation = st.navigation(pages)
 dataset_picker()

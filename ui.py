@@ -21,7 +21,7 @@ def store() -> Store:
 
 
 def lang() -> str:
-    return st.session_state.get("lang", DEFAULT)
+    return st.session_state.get("lang") or st.session_state.get("ui_lang") or DEFAULT
 
 
 def tr(key: str, **values) -> str:
@@ -29,8 +29,11 @@ def tr(key: str, **values) -> str:
 
 
 def language_picker() -> None:
-    st.sidebar.selectbox(tr("sidebar.language"), list(LANGUAGES), key="lang",
-                         format_func=LANGUAGES.get)
+    if "lang" not in st.session_state and st.session_state.get("ui_lang"):
+        st.session_state["lang"] = st.session_state["ui_lang"]
+    st.sidebar.selectbox(tr("sidebar.language"), list(LANGUAGES), key="lang", format_func=LANGUAGES.get)
+    # A plain copy survives runs in which the sidebar widget is not drawn.
+    st.session_state["ui_lang"] = st.session_state["lang"]
 
 
 def dataset_picker() -> dict | None:
@@ -48,7 +51,24 @@ def dataset_picker() -> dict | None:
     if st.session_state.get("dataset") not in names:
         st.session_state["dataset"] = names[0]
     st.sidebar.selectbox(tr("sidebar.dataset"), names, key="dataset")
+    # A plain copy survives runs in which the sidebar widget is not drawn.
+    st.session_state["active_dataset"] = st.session_state["dataset"]
     return next(d for d in items if d["name"] == st.session_state["dataset"])
+
+
+def active_dataset() -> dict | None:
+    """The catalogue entry of the sidebar's active dataset, or None."""
+    from core.datasets import get_dataset
+    from core.errors import RiskdeskError
+    from core.datasets import list_datasets
+    name = st.session_state.get("dataset") or st.session_state.get("active_dataset")
+    if name:
+        try:
+            return get_dataset(store(), name)
+        except RiskdeskError:
+            pass
+    items = list_datasets(store())
+    return get_dataset(store(), items[0]["name"]) if items else None
 
 
 def select_dataset(name: str | None) -> None:

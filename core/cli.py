@@ -86,6 +86,21 @@ def cmd_sample(args) -> dict:
     return result
 
 
+def cmd_features(args) -> dict:
+    from .features import NAMED, build_features, export_features, feature_names
+    from .store import open_store
+
+    store = open_store()
+    fs = build_features(store, args.dataset, NAMED[args.set])
+    result = {"dataset": fs["dataset"], "feature_set": fs["version"], "name": fs["name"], "rows": fs["rows"],
+              "features": feature_names(fs), "seconds": round(fs["seconds"], 3)}
+    if args.out:
+        result["out"] = export_features(store, fs, args.out)["out"]
+    result["_text"] = (f"{len(result['features'])} features for {fs['rows']:,} transactions of {fs['dataset']!r} "
+                       f"(feature set {fs['version']})" + (f", written to {result['out']}" if args.out else ""))
+    return result
+
+
 def cmd_demo(args) -> dict:
     from .sample import load_demo
     from .store import open_store
@@ -121,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("features", help="compute point-in-time features (and write them to Parquet)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", help="FILE.parquet with transaction_id and one column per feature")
+    p.add_argument("--set", choices=["standard", "handbook"], default="standard")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_features)
 
     p = sub.add_parser("demo", help="load the shipped demo data unless it is already loaded")
     p.add_argument("--json", action="store_true")

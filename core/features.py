@@ -3,11 +3,12 @@
 Rules (../shared/design.md, Correctness rules):
 * A transaction's features use only transactions at or before its time. Windows are time
   ranges ``(t - n, t]`` (RANGE frames), never row counts.
-* Ties: transactions with the same timestamp do not see each other in time windows
-  (``EXCLUDE TIES``); "previous transaction" and "first use" features order them by
-  transaction id. Both are deterministic, and appending later transactions never changes
-  the features of earlier ones.
-* Comparisons with the customer's own history exclude the transaction itself.
+* Ties: transactions with exactly the same timestamp are all "at t" and see each other in
+  time windows; "previous transaction" and "first use" features order them by transaction
+  id. Both are deterministic (file order never matters), and appending later transactions
+  never changes the features of earlier ones.
+* Comparisons with the customer's own history exclude the transaction itself (and its
+  same-time peers: ``EXCLUDE GROUP``).
 * Label-derived features use only labels of transactions in ``(t - delay - n, t - delay]``.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .errors import RiskdeskError
 from .store import Store
 
 # Bump when the SQL of a feature changes meaning, so stored feature sets are rebuilt.
-CODE_VERSION = 1
+CODE_VERSION = 2
 FAMILIES = ("time", "velocity", "novelty", "balance", "counterparty", "device", "categorical", "extras")
 KEY_COLUMNS = ("transaction_id", "timestamp", "customer_id", "amount", "label")
 MAX_EXTRA_CATEGORIES = 100
@@ -102,7 +103,7 @@ class _Builder:
         self.features.append(Feature(*args, **kw))
 
 
-def _range(partition: str, seconds: int, exclude: str = "TIES", end: str = "CURRENT ROW") -> str:
+def _range(partition: str, seconds: int, exclude: str = "NO OTHERS", end: str = "CURRENT ROW") -> str:
     # (t - n, t]: RANGE frames are inclusive, so the far end is pulled in by one microsecond.
     return (f"PARTITION BY {partition} ORDER BY timestamp RANGE BETWEEN "
             f"INTERVAL {int(seconds)} SECOND - INTERVAL 1 MICROSECOND PRECEDING AND {end} EXCLUDE {exclude}")

@@ -171,6 +171,12 @@ def generate(rows: int = 100_000, seed: int = 42, start: str = "2024-01-01", day
             ch = digital[c]
             out.add(c, t, float(typical[c] * rng.uniform(2, 8)), False, ch, "transfer", device_for(c, ch, t),
                     mule, 1)
+        for _ in range(int(rng.integers(2, 8))):        # mules look like ordinary accounts too
+            c = int(rng.integers(n_cust))
+            t = int(rng.integers(0, span))
+            ch = digital[c]
+            out.add(c, t, float(typical[c] * rng.uniform(0.3, 2)), False, ch, "transfer", device_for(c, ch, t),
+                    mule, 0)
     # Account takeover.
     for _ in range(int(round(180 * scale))):
         c = victim()
@@ -181,7 +187,7 @@ def generate(rows: int = 100_000, seed: int = 42, start: str = "2024-01-01", day
         dev = f"DX{rng.integers(0, 2**28):07x}"
         k = int(rng.integers(1, 5))
         shares = rng.dirichlet(np.ones(k)) * rng.uniform(0.9, 1.0)
-        cp = mules[int(rng.integers(n_mules))] if rng.random() < 0.5 else f"P{rng.integers(n_payees * 3, n_payees * 4):06d}"
+        cp = mules[int(rng.integers(n_mules))] if rng.random() < 0.5 else f"P{rng.integers(n_payees):06d}"
         remaining = 1.0
         for j in range(k):
             share = shares[j] / remaining if remaining > 0 else 1.0
@@ -197,16 +203,16 @@ def generate(rows: int = 100_000, seed: int = 42, start: str = "2024-01-01", day
         for j in range(int(rng.integers(3, 9))):
             t += int(rng.integers(20, 400))
             out.add(c, t, float(round(rng.uniform(0.5, 5), 2)), False, ch, "purchase", dev,
-                    f"M{rng.integers(n_merchants, n_merchants + 400):05d}", 1)
+                    f"M{rng.integers(n_merchants):05d}", 1)
         out.add(c, t + int(rng.integers(60, 1800)), float(typical[c] * rng.uniform(10, 40)), False, ch,
-                "purchase", dev, f"M{rng.integers(n_merchants, n_merchants + 400):05d}", 1)
+                "purchase", dev, f"M{rng.integers(n_merchants):05d}", 1)
     # Outsized payment to a new payee through the customer's usual channel and device.
     for _ in range(int(round(300 * scale))):
         c = victim()
         t = fraud_time(0.2)
         ch = digital[c]
         out.add(c, t, float(typical[c] * rng.uniform(5, 20)), False, ch, "transfer", device_for(c, ch, t),
-                f"P{rng.integers(n_payees * 2, n_payees * 3):06d}", 1)
+                f"P{rng.integers(n_payees):06d}", 1)
 
     # Order by customer and time, then run balances forward.
     cust_a = np.array(out.cust)

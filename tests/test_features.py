@@ -190,9 +190,11 @@ def test_ties_are_resolved_the_same_whatever_the_file_order(store, tmp_path):
     fb, _ = features_frame(store, "reversed")
     names = feature_names(fs)
     pd.testing.assert_frame_equal(fa[names], fb.loc[fa.index, names], check_dtype=False)
-    # Same-time transactions do not see each other in time windows ...
-    assert fa.loc["T000", "cust_count_1h"] == 1 and fa.loc["T001", "cust_count_1h"] == 1
-    assert fa.loc["T003", "cust_count_1h"] == 3 and fa.loc["T004", "cust_count_1h"] == 3
+    # Same-time transactions are all "at t": they see each other in time windows ...
+    assert fa.loc["T000", "cust_count_1h"] == 2 and fa.loc["T001", "cust_count_1h"] == 2
+    assert fa.loc["T003", "cust_count_1h"] == 4 and fa.loc["T004", "cust_count_1h"] == 4
+    # ... but not in comparisons with the customer's own earlier history.
+    assert fa.loc["T003", "amount_to_mean_30d"] == pytest.approx(40 / 15)
     # ... while "previous" and "first use" order them by transaction id.
     assert fa.loc["T001", "cust_prev_count"] == 1 and fa.loc["T001", "secs_since_prev"] == 0
     assert fa.loc["T001", "new_device"] == 1 and fa.loc["T003", "new_device"] == 0

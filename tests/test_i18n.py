@@ -17,6 +17,9 @@ def test_every_key_used_by_the_ui_exists():
     used = set()
     for path in UI_FILES:
         used |= set(re.findall(r"""\btr\(\s*["']([\w.]+)["']""", path.read_text(encoding="utf-8")))
+        # keys built as tr(f"prefix.{x}") must have their prefix in the catalogue
+        for prefix in re.findall(r"""\btr\(\s*f["']([\w.]+)\{""", path.read_text(encoding="utf-8")):
+            assert any(k.startswith(prefix) for k in EN), prefix
     assert used, "no tr() calls found"
     missing = sorted(k for k in used if k not in EN)
     assert not missing, missing
