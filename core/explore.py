@@ -42,6 +42,16 @@ def distribution(store: Store, fs: dict, name: str, bins: int = 30, log: bool = 
                         FROM {table} WHERE {col} IN (SELECT v FROM top) OR {col} IS NULL GROUP BY 1, 2)
             SELECT bin, label, count, count / sum(count) OVER (PARTITION BY label) AS share
             FROM counted ORDER BY bin, label""")
+    distinct, integral = store.rows(f"SELECT approx_count_distinct({col}), bool_and({col} = floor({col})) "
+                                    f"FROM {table}")[0]
+    if not log and integral and distinct <= 48:
+        frame = store.df(f"""
+            SELECT CAST({col} AS DOUBLE) AS bin, label, count(*) AS count,
+                   count(*) / sum(count(*)) OVER (PARTITION BY label) AS share
+            FROM {table} WHERE {col} IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2""")
+        frame.insert(1, "lo", frame["bin"] - 0.5)
+        frame.insert(2, "hi", frame["bin"] + 0.5)
+        return frame
     x = f"log10(1 + greatest({col}, 0))" if log else f"CAST({col} AS DOUBLE)"
     lo, hi = store.rows(f"SELECT approx_quantile({x}, 0.005), approx_quantile({x}, 0.995) FROM {table}")[0]
     if lo is None:

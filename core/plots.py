@@ -10,7 +10,7 @@ from .i18n import t
 FRAUD = "#d62728"
 NORMAL = "#1f5fbf"
 LAYOUT = dict(template="plotly_white", margin=dict(l=50, r=20, t=50, b=40), height=360,
-              legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+              legend=dict(orientation="h", yanchor="bottom", y=1.02, x=1, xanchor="right"))
 
 
 def _class_name(label, lang):
@@ -44,7 +44,7 @@ def box_by_label(stats, feature: str, lang: str = "en", log: bool = False) -> go
     fig = go.Figure()
     for _, row in stats.iterrows():
         label = int(row["label"])
-        fig.add_trace(go.Box(name=_class_name(label, lang), q1=[row["p25"]], median=[row["p50"]], q3=[row["p75"]],
+        fig.add_trace(go.Box(name=_class_name(label, lang), x=[_class_name(label, lang)], q1=[row["p25"]], median=[row["p50"]], q3=[row["p75"]],
                              lowerfence=[row["p05"]], upperfence=[row["p95"]], mean=[row["mean"]],
                              marker_color=FRAUD if label == 1 else NORMAL, boxmean=True))
     fig.update_layout(title=t("plot.box_title", lang, feature=feature), yaxis_title=feature, showlegend=False,

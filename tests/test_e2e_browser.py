@@ -62,11 +62,12 @@ def test_load_demo_and_upload_gbk(page):
     SHOTS.mkdir(exist_ok=True)
     pg.goto(url)
     pg.get_by_role("button", name="Load demo data").click()
-    pg.get_by_text("Demo data loaded: 100,185 transactions.").wait_for(timeout=90_000)
+    rows = sum(1 for _ in open(ROOT / "sample_data" / "demo_transactions.csv", encoding="utf-8")) - 1
+    pg.get_by_text(f"Demo data loaded: {rows:,} transactions.").wait_for(timeout=90_000)
     pg.get_by_role("heading", name="Datasets").wait_for()
     # The catalogue's inspector pages through the demo's rows, served from DuckDB.
     sidebar = pg.locator('section[data-testid="stSidebar"]')
-    pg.get_by_text("page 1 of 2,004 · 100,185 rows").wait_for()
+    pg.get_by_text(f"page 1 of {-(-rows // 50):,} · {rows:,} rows").wait_for()
     pg.wait_for_timeout(1500)  # let the data grids draw
     pg.screenshot(path=str(SHOTS / "data_demo_en.png"), full_page=True)
 
@@ -89,3 +90,10 @@ def test_load_demo_and_upload_gbk(page):
     pg.get_by_text("加载演示数据").wait_for(timeout=30_000)
     pg.wait_for_timeout(1500)
     pg.screenshot(path=str(SHOTS / "data_zh.png"), full_page=True)
+
+    # Explore: the feature set is computed in the background, then every tab is there.
+    sidebar.get_by_role("link", name="探索").click()
+    pg.get_by_text("特征集").first.wait_for(timeout=120_000)
+    pg.get_by_role("tab", name="特征排名").wait_for()
+    pg.wait_for_timeout(2000)
+    pg.screenshot(path=str(SHOTS / "explore_zh.png"), full_page=True)

@@ -1,0 +1,77 @@
+"""Screenshots of every page in both languages, for looking at the app as a user would.
+
+    python scripts/screenshots.py --home WORKSPACE [--dataset NAME] [--out DIR]
+
+Starts the app on the workspace (which must already hold the dataset), opens each page in
+headless Chromium in English and Chinese and saves full-page PNGs.
+"""
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+PAGES = [("", "Data", "数据"), ("explore", "Explore", "探索")]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--home", required=True)
+    ap.add_argument("--out", default=str(ROOT / "screenshots"))
+    ap.add_argument("--wait", type=float, default=4.0, help="seconds to let each page settle")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RISKDESK_HOME": args.home}
+    server = subprocess.Popen([sys.executable, str(ROOT / "serve.py"), "--server.port", str(port)], env=env,
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.3)
+        from playwright.sync_api import sync_playwright
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            for lang, index in (("en", 1), ("zh", 2)):
+                pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+                pg.goto(url)
+                pg.wait_for_timeout(3000)
+                if lang == "zh":
+                    pg.locator('section[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+                    pg.get_by_role("option", name="简体中文").click()
+                    pg.wait_for_timeout(2000)
+                for path, en, zh in PAGES:
+                    if path:
+                        pg.locator('section[data-testid="stSidebar"]').get_by_role(
+                            "link", name=zh if lang == "zh" else en).click()
+                    start = time.time()
+                    pg.wait_for_timeout(args.wait * 1000)
+                    # wait while a progress bar (background job) is shown
+                    while pg.locator('[data-testid="stProgress"]').count() and time.time() - start < 600:
+                        pg.wait_for_timeout(1000)
+                    pg.wait_for_timeout(args.wait * 1000)
+                    name = out / f"{path or 'data'}_{lang}.png"
+                    pg.screenshot(path=str(name), full_page=True)
+                    print(f"{name}  ({time.time() - start:.1f} s)")
+                pg.close()
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+if __name__ == "__main__":
+    main()
