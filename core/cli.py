@@ -101,6 +101,48 @@ def cmd_features(args) -> dict:
     return result
 
 
+def _leaderboard_line(m: dict) -> str:
+    t = m["metrics"]["test"]
+    return (f"{m['kind']:<9} AP {t['average_precision']:.3f} [{t['average_precision_ci'][0]:.3f}, "
+            f"{t['average_precision_ci'][1]:.3f}]  AUC {t['auc']:.3f}  KS {t['ks']:.3f}  "
+            f"P/R@thr {t['at_threshold_precision']:.2f}/{t['at_threshold_recall']:.2f}  "
+            f"{m['train_seconds']:.1f}s  {m['model_id']}")
+
+
+def cmd_train(args) -> dict:
+    from .models import train
+    from .store import open_store
+
+    kinds = [k.strip() for k in args.models.split(",") if k.strip()]
+    result = train(open_store(), args.dataset, kinds=kinds, trials=args.trials, imbalance=args.imbalance,
+                   time_budget=args.time_budget, seed=args.seed, actor="cli",
+                   train_start=args.train_start, train_end=args.train_end, test_start=args.test_start,
+                   test_end=args.test_end, valid_start=args.valid_start, valid_end=args.valid_end,
+                   gap_days=args.gap_days, random=args.random_split)
+    models = [{"model_id": m["model_id"], "kind": m["kind"], "metrics": m["metrics"]["test"],
+               "validation": m["metrics"]["validation"], "threshold": m["threshold"],
+               "train_seconds": round(m["train_seconds"], 3)} for m in result["models"]]
+    ranked = sorted(result["models"], key=lambda m: -(m["metrics"]["test"]["average_precision"] or 0))
+    text = [f"split: {result['split']['method']}  train {result['split']['train']}  "
+            f"valid {result['split']['valid']}  test {result['split']['test']}"]
+    if args.random_split:
+        text.append("WARNING: random split on request; out-of-time results would be more honest")
+    text += [_leaderboard_line(m) for m in ranked]
+    return {"run_id": result["run_id"], "split": result["split"], "models": models, "_text": "\n".join(text)}
+
+
+def cmd_score(args) -> dict:
+    from .models import score, write_scores
+    from .store import open_store
+
+    frame = score(open_store(), args.model, args.dataset, args.start, args.end)
+    result = write_scores(frame, args.out)
+    result["model_id"] = args.model
+    result["_text"] = f"scored {result['rows']:,} transactions to {result['out']}: " + ", ".join(
+        f"{k} {v:,}" for k, v in sorted(result["decisions"].items()))
+    return result
+
+
 def cmd_demo(args) -> dict:
     from .sample import load_demo
     from .store import open_store
@@ -143,6 +185,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", choices=["standard", "handbook"], default="standard")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("train", help="train and compare models on an out-of-time split")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--models", default="rules,default,tuned", help="comma list of rules,default,tuned,logistic,forest")
+    p.add_argument("--trials", type=int, default=30)
+    p.add_argument("--time-budget", type=float, help="seconds for tuning (trials stop when it is spent)")
+    for name in ("train-start", "train-end", "test-start", "test-end", "valid-start", "valid-end"):
+        p.add_argument(f"--{name}", metavar="DATE")
+    p.add_argument("--gap-days", type=int, default=0)
+    p.add_argument("--random-split", action="store_true", help="random 60/20/20 split (not out-of-time)")
+    p.add_argument("--imbalance", default="search", choices=["none", "class_weight", "smote", "search"])
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("score", help="score a dataset (or period) with a model")
+    p.add_argument("--model", required=True)
+    p.add_argument("--dataset")
+    p.add_argument("--start", metavar="DATE")
+    p.add_argument("--end", metavar="DATE")
+    p.add_argument("--out", required=True, help="FILE.csv or FILE.parquet")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("demo", help="load the shipped demo data unless it is already loaded")
     p.add_argument("--json", action="store_true")

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from . import metrics
 from .errors import RiskdeskError
 from .features import feature_names
 from .store import Store, quote_ident
@@ -129,19 +130,7 @@ def labelled_sample(store: Store, fs: dict, columns: list[str], limit: int = SAM
 def _auc_ks(values: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
     """Weighted ROC AUC (ties count half) and KS of one feature, missing values left out."""
     ok = ~np.isnan(values)
-    v, y, w = values[ok], labels[ok], weights[ok]
-    pos_total, neg_total = w[y == 1].sum(), w[y == 0].sum()
-    if pos_total == 0 or neg_total == 0:
-        return float("nan"), float("nan")
-    order = np.argsort(v, kind="mergesort")
-    v, y, w = v[order], y[order], w[order]
-    uniq, start = np.unique(v, return_index=True)
-    pos = np.add.reduceat(np.where(y == 1, w, 0.0), start)
-    neg = np.add.reduceat(np.where(y == 0, w, 0.0), start)
-    neg_before = np.concatenate([[0.0], np.cumsum(neg)[:-1]])
-    auc = float(np.sum(pos * (neg_before + 0.5 * neg)) / (pos_total * neg_total))
-    ks = float(np.max(np.abs(np.cumsum(pos) / pos_total - np.cumsum(neg) / neg_total)))
-    return auc, ks
+    return metrics.roc_auc(labels[ok], values[ok], weights[ok]), metrics.ks(labels[ok], values[ok], weights[ok])
 
 
 def _iv(values: np.ndarray, labels: np.ndarray, weights: np.ndarray, bins: int = 10) -> float:

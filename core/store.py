@@ -79,6 +79,38 @@ MIGRATIONS: list[tuple[int, str]] = [
             created_at TIMESTAMP NOT NULL
         );
     """),
+    (3, """
+        CREATE TABLE rules (
+            rule_id VARCHAR NOT NULL,
+            version INTEGER NOT NULL,
+            name VARCHAR NOT NULL,
+            expression VARCHAR NOT NULL,
+            action VARCHAR NOT NULL,
+            score DOUBLE NOT NULL,
+            enabled BOOLEAN NOT NULL,
+            author VARCHAR,
+            created_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE models (
+            model_id VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            dataset_id INTEGER NOT NULL,
+            dataset_name VARCHAR,
+            source_sha256 VARCHAR,
+            feature_version VARCHAR,
+            split JSON,
+            params JSON,
+            metrics JSON,
+            threshold DOUBLE,
+            block_threshold DOUBLE,
+            features JSON,
+            artifact VARCHAR,
+            artifact_sha256 VARCHAR,
+            train_seconds DOUBLE,
+            run_id VARCHAR,
+            created_at TIMESTAMP NOT NULL
+        );
+    """),
 ]
 
 
