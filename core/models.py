@@ -408,7 +408,7 @@ def _tune(fit_part, val_part, parts, split, categorical, trials, imbalance, time
         strategy = (trial.suggest_categorical("imbalance", ["none", "class_weight", "smote"])
                     if imbalance == "search" else imbalance)
         params = _lgb_params({
-            "learning_rate": trial.suggest_float("learning_rate", 0.02, 0.3, log=True),
+            "learning_rate": trial.suggest_float("learning_rate", 0.05, 0.3, log=True),
             "num_leaves": trial.suggest_int("num_leaves", 8, 128, log=True),
             "max_depth": trial.suggest_int("max_depth", 3, 12),
             "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 5, 300, log=True),
@@ -419,7 +419,7 @@ def _tune(fit_part, val_part, parts, split, categorical, trials, imbalance, time
         }, seed)
         spw = trial.suggest_float("scale_pos_weight", 1.0, ratio_max, log=True) if strategy == "class_weight" else 1.0
         smote_ratio = trial.suggest_float("smote_ratio", 0.05, 0.5, log=True) if strategy == "smote" else 0.1
-        booster, synthetic = _train_lgb(params, 600, fit_part, categorical, val_part, 40, strategy, smote_ratio,
+        booster, synthetic = _train_lgb(params, 300, fit_part, categorical, val_part, 25, strategy, smote_ratio,
                                         spw, seed)
         ap = metrics.average_precision(val_part.y, booster.predict(val_part.X, num_iteration=booster.best_iteration))
         history.append({"trial": trial.number, "average_precision": ap, "imbalance": strategy,
