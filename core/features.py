@@ -369,6 +369,12 @@ def _public(row: dict, ds: dict) -> dict:
             "created_at": row["created_at"]}
 
 
+def is_built(store: Store, dataset_id: int, config: FeatureConfig) -> bool:
+    """Whether this feature set is already materialised for the dataset."""
+    return bool(store.scalar("SELECT count(*) FROM feature_sets WHERE dataset_id = ? AND version = ?",
+                             [dataset_id, config.version]))
+
+
 def feature_names(fs: dict, kind: str | None = None) -> list[str]:
     return [f["name"] for f in fs["catalogue"] if kind is None or f["kind"] == kind]
 

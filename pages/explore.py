@@ -1,12 +1,12 @@
 """Explore page: what each point-in-time feature means and how well it separates fraud."""
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import streamlit as st
 
 from core import explore, jobs, plots
 from core.errors import RiskdeskError
 from core.export import safe_csv_bytes
-from core.features import FAMILIES, FeatureConfig, build_features, feature_names
+from core.features import FAMILIES, FeatureConfig, build_features, feature_names, is_built
 from ui import active_dataset, job_progress, lang, store, tr
 
 db = store()
@@ -42,8 +42,7 @@ except (RiskdeskError, ValueError) as exc:
 
 job_key = f"features:{ds['id']}:{config.version}"
 state_key = f"features_job_{ds['id']}"
-stored = db.dicts("SELECT version FROM feature_sets WHERE dataset_id = ? AND version = ?", [ds["id"], config.version])
-if not stored:
+if not is_built(db, ds["id"], config):
     finished = job_progress(state_key)
     if finished is not None:
         st.session_state.pop(state_key, None)
@@ -166,8 +165,7 @@ with tab_corr:
         st.plotly_chart(plots.correlation_heatmap(cached_corr(key, tuple(chosen), fs), lang()), width="stretch")
 
 with tab_seg:
-    end = db.scalar(f"SELECT max(timestamp) FROM {ds['table']}")
-    start = db.scalar(f"SELECT min(timestamp) FROM {ds['table']}")
+    start, end = datetime.fromisoformat(ds["start"]), datetime.fromisoformat(ds["end"])
     c1, c2, c3 = st.columns(3)
     k = c1.slider(tr("explore.segments.k"), 2, 8, 5)
     as_of = c2.date_input(tr("explore.segments.as_of"), end.date(), min_value=start.date(), max_value=end.date())
@@ -186,8 +184,7 @@ with tab_seg:
         st.warning(str(exc))
 
 with tab_psi:
-    first = db.scalar(f"SELECT CAST(min(timestamp) AS DATE) FROM {ds['table']}")
-    last = db.scalar(f"SELECT CAST(max(timestamp) AS DATE) FROM {ds['table']}")
+    first, last = datetime.fromisoformat(ds["start"]).date(), datetime.fromisoformat(ds["end"]).date()
     c1, c2 = st.columns(2)
     a = c1.date_input(tr("explore.psi.reference"), (first, min(last, first + timedelta(days=29))),
                       min_value=first, max_value=last, key="psi_a")
