@@ -216,28 +216,76 @@ def resample_training(X, y: np.ndarray, categorical: list[str], ratio: float, se
 
 # -- LightGBM --------------------------------------------------------------------------------------
 
-def _lgb_params(extra: dict, seed: int) -> dict:
+def _lgb_params(extra: dict, seed: int, rows: int) -> dict:
     return {"objective": "binary", "verbosity": -1, "seed": seed, "deterministic": True, "force_row_wise": True,
-            "num_threads": config.threads(), "feature_pre_filter": False, **extra}
+            "num_threads": config.model_threads(rows), "feature_pre_filter": False, **extra}
+
+
+SMOTE_MAX_RATIO = 0.5
+# Per trial: at most this many rounds, stopping when validation AP has not improved for
+# TUNE_EARLY_STOP rounds (keeps 30 trials on the demo data near a minute on one core).
+TUNE_MAX_ROUNDS, TUNE_EARLY_STOP = 200, 20
+
+
+class _Binned:
+    """LightGBM datasets binned once and reused by every trial that trains on the real rows
+    (binning is a large share of a small trial's time); SMOTE trials bin their own. SMOTE runs
+    once at the largest ratio: its synthetic rows are independent draws, so the first n of
+    them are a SMOTE sample of size n, and each trial takes the prefix its ratio needs."""
+
+    def __init__(self, train: Frame, categorical: list[str], valid: Frame | None, seed: int = 42):
+        self.train, self.categorical, self.valid, self.seed = train, categorical, valid, seed
+        self._data = self._valid = self._pool = None
+
+    def resampled(self, ratio: float):
+        """(X, y, synthetic rows) for a SMOTE ratio of fraud to normal training rows."""
+        if self._pool is None:
+            self._pool = resample_training(self.train.X, self.train.y, self.categorical, SMOTE_MAX_RATIO, self.seed)
+        X, y, made = self._pool
+        pos, neg = int((self.train.y == 1).sum()), int((self.train.y == 0).sum())
+        take = max(0, min(made, int(min(ratio, SMOTE_MAX_RATIO) * neg) - pos))
+        keep = len(self.train.y) + take
+        return X.iloc[:keep], y[:keep], take
+
+    def datasets(self, X=None, y=None):
+        import lightgbm as lgb
+        cats = self.categorical or "auto"
+        if X is not None:   # resampled training rows: a fresh dataset, validation binned like it
+            data = lgb.Dataset(X, y, categorical_feature=cats, free_raw_data=False)
+            return data, self._valid_for(data)
+        if self._data is None:
+            self._data = lgb.Dataset(self.train.X, self.train.y, categorical_feature=cats, free_raw_data=False)
+            self._valid = self._valid_for(self._data)
+        return self._data, self._valid
+
+    def _valid_for(self, data):
+        import lightgbm as lgb
+        if self.valid is None:
+            return None
+        return lgb.Dataset(self.valid.X, self.valid.y, reference=data, categorical_feature=self.categorical or "auto")
 
 
 def _train_lgb(params: dict, rounds: int, train: Frame, categorical: list[str], valid: Frame | None = None,
                early_stopping: int | None = None, imbalance: str = "none", smote_ratio: float = 0.1,
-               scale_pos_weight: float = 1.0, seed: int = 42):
+               scale_pos_weight: float = 1.0, seed: int = 42, binned: _Binned | None = None):
     import lightgbm as lgb
-    X, y, synthetic = train.X, train.y, 0
+    binned = binned or _Binned(train, categorical, valid if early_stopping else None, seed)
+    synthetic = 0
     if imbalance == "smote":
-        X, y, synthetic = resample_training(X, y, categorical, smote_ratio, seed)
+        X, y, synthetic = binned.resampled(smote_ratio)
+        data, valid_data = binned.datasets(X, y)
+    else:
+        data, valid_data = binned.datasets()
     params = dict(params)
     if imbalance == "class_weight":
         params["scale_pos_weight"] = scale_pos_weight
-    data = lgb.Dataset(X, y, categorical_feature=categorical or "auto", free_raw_data=False)
     callbacks, valid_sets = [], []
-    if valid is not None and early_stopping:
-        valid_sets = [lgb.Dataset(valid.X, valid.y, reference=data, categorical_feature=categorical or "auto")]
+    if valid_data is not None and early_stopping:
+        valid_sets = [valid_data]
         params["metric"] = "average_precision"
         callbacks = [lgb.early_stopping(early_stopping, verbose=False)]
-    booster = lgb.train(params, data, num_boost_round=rounds, valid_sets=valid_sets, callbacks=callbacks)
+    booster = lgb.train(params, data, num_boost_round=rounds, valid_sets=valid_sets, callbacks=callbacks,
+                        keep_training_booster=False)
     return booster, synthetic
 
 
@@ -378,17 +426,19 @@ def _train_one(store, kind, fs, ds, split, parts, fit_part, val_part, categorica
         return {"kind": kind, "rules": rules_mod.snapshot(active), "params": {"rules": len(active)}}
     if kind == "default":
         params = _lgb_params({"learning_rate": 0.3, "max_depth": 6, "num_leaves": 64, "lambda_l2": 1.0,
-                              "min_sum_hessian_in_leaf": 1.0, "min_data_in_leaf": 1, "max_bin": 255}, seed)
+                              "min_sum_hessian_in_leaf": 1.0, "min_data_in_leaf": 1, "max_bin": 255}, seed,
+                             len(parts["train"].y))
         booster, _ = _train_lgb(params, 100, parts["train"], categorical, seed=seed)
         return {"kind": kind, "booster": booster,
                 "params": {**{k: v for k, v in params.items() if k != "num_threads"}, "num_boost_round": 100,
                            "note": "XGBoost defaults; LightGBM grows leaf-wise, with num_leaves = 2^max_depth"}}
     if kind == "forest":
         params = _lgb_params({"boosting": "rf", "bagging_freq": 1, "bagging_fraction": 0.632,
-                              "feature_fraction": 0.6, "num_leaves": 255, "min_data_in_leaf": 20}, seed)
-        booster, _ = _train_lgb(params, 200, parts["train"], categorical, seed=seed)
+                              "feature_fraction": 0.6, "num_leaves": 63, "min_data_in_leaf": 20}, seed,
+                             len(parts["train"].y))
+        booster, _ = _train_lgb(params, 100, parts["train"], categorical, seed=seed)
         return {"kind": kind, "booster": booster,
-                "params": {**{k: v for k, v in params.items() if k != "num_threads"}, "num_boost_round": 200}}
+                "params": {**{k: v for k, v in params.items() if k != "num_threads"}, "num_boost_round": 100}}
     if kind == "logistic":
         spec = _fit_logistic(parts["train"], fs, balanced=imbalance != "none", seed=seed)
         return {"kind": kind, "logistic": spec, "params": {"C": 1.0, "class_weight": "balanced" if imbalance != "none"
@@ -403,24 +453,25 @@ def _tune(fit_part, val_part, parts, split, categorical, trials, imbalance, time
     ratio_max = max(1.0, (len(fit_part.y) - fit_pos) / fit_pos)
     history = []
     best = {"ap": -1.0}
+    binned = _Binned(fit_part, categorical, val_part, seed)
 
     def objective(trial):
         strategy = (trial.suggest_categorical("imbalance", ["none", "class_weight", "smote"])
                     if imbalance == "search" else imbalance)
         params = _lgb_params({
-            "learning_rate": trial.suggest_float("learning_rate", 0.05, 0.3, log=True),
-            "num_leaves": trial.suggest_int("num_leaves", 8, 128, log=True),
+            "learning_rate": trial.suggest_float("learning_rate", 0.08, 0.3, log=True),
+            "num_leaves": trial.suggest_int("num_leaves", 8, 64, log=True),
             "max_depth": trial.suggest_int("max_depth", 3, 12),
             "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 5, 300, log=True),
             "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
             "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0), "bagging_freq": 1,
             "lambda_l1": trial.suggest_float("lambda_l1", 1e-3, 10, log=True),
             "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 10, log=True),
-        }, seed)
+        }, seed, len(fit_part.y))
         spw = trial.suggest_float("scale_pos_weight", 1.0, ratio_max, log=True) if strategy == "class_weight" else 1.0
-        smote_ratio = trial.suggest_float("smote_ratio", 0.05, 0.5, log=True) if strategy == "smote" else 0.1
-        booster, synthetic = _train_lgb(params, 300, fit_part, categorical, val_part, 25, strategy, smote_ratio,
-                                        spw, seed)
+        smote_ratio = trial.suggest_float("smote_ratio", 0.05, SMOTE_MAX_RATIO, log=True) if strategy == "smote" else 0.1
+        booster, synthetic = _train_lgb(params, TUNE_MAX_ROUNDS, fit_part, categorical, val_part, TUNE_EARLY_STOP, strategy, smote_ratio,
+                                        spw, seed, binned)
         ap = metrics.average_precision(val_part.y, booster.predict(val_part.X, num_iteration=booster.best_iteration))
         history.append({"trial": trial.number, "average_precision": ap, "imbalance": strategy,
                         "best_iteration": booster.best_iteration, **trial.params})

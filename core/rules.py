@@ -338,12 +338,15 @@ def shape(node: Node):
 # -- stored rules ----------------------------------------------------------------------------------
 
 STARTER_RULES = [
-    ("R001", "Amount far above the customer's normal", "amount_zscore_30d > 3 and amount > 1000", "VERIFY", 30),
-    ("R002", "Large transfer at night", "transaction_type = 'transfer' and is_night = 1 and amount > 5000", "VERIFY", 25),
+    ("R001", "Amount far above the customer's normal, to a new payee",
+     "amount_zscore_30d > 3 and new_counterparty = 1", "VERIFY", 30),
+    ("R002", "Large transfer at night", "transaction_type = 'transfer' and is_night = 1 and amount > 5000", "VERIFY", 35),
     ("R003", "Balance drained through a new channel or device", "drained = 1 and (new_channel = 1 or new_device = 1)",
      "BLOCK", 60),
     ("R004", "Burst: 5 or more transactions within an hour", "cust_count_1h >= 5", "VERIFY", 20),
-    ("R005", "New device and a large amount", "new_device = 1 and amount_to_mean_30d > 5", "VERIFY", 35),
+    ("R005", "New device and a large amount", "new_device = 1 and amount_to_mean_30d > 5", "VERIFY", 40),
+    ("R006", "Card testing: a burst of tiny amounts", "cust_count_1h >= 4 and cust_mean_1h < 10", "BLOCK", 70),
+    ("R007", "Payee with recent confirmed fraud", "cp_fraud_share_30d > 0.2", "VERIFY", 30),
 ]
 
 

@@ -14,7 +14,12 @@ recent fan-in do:
 
 Legitimate look-alikes: salary-day spending and savings sweeps (large transfers right after
 salary), monthly rent (large but to the same landlord every month), phone changes (a new
-device that then stays), bursts of small bill payments and top-ups, rare large purchases.
+device that then stays), tablets and family computers used now and then, bursts of small bill
+payments and top-ups, rare large purchases, one-off large payments to new payees (a car, a
+deposit), customers moving most of their savings out, travellers paying from a new device at
+odd hours, and collection accounts (ticket sales, charity drives) with fan-in from many
+customers. Some fraud is subtle on purpose: partial takeovers through the customer's own
+device, and disputed purchases that look ordinary.
 """
 from __future__ import annotations
 
@@ -72,7 +77,11 @@ def generate(rows: int = 100_000, seed: int = 42, start: str = "2024-01-01", day
     has_rent = rng.random(n_cust) < 0.4
     init_balance = typical * rng.uniform(20, 80, n_cust)
 
-    def device_for(c, channel, t):
+    has_tablet = rng.random(n_cust) < 0.15
+
+    def device_for(c, channel, t, alternate=False):
+        if alternate and has_tablet[c] and channel in DIGITAL:
+            return f"DA{c:07x}"
         if channel == "mobile_banking":
             if phone_change[c] >= 0 and t >= phone_change[c]:
                 return f"DN{c:07x}"
@@ -96,6 +105,7 @@ def generate(rows: int = 100_000, seed: int = 42, start: str = "2024-01-01", day
     fav_payee = rng.integers(0, n_payees, (n_cust, 4))
     fav_atm = rng.integers(0, 800, (n_cust, 2))
     pick = rng.integers(0, 8, n)
+    alternate = rng.random(n) < 0.25
     for i in range(n):
         c = int(cust[i]); t = int(secs[i]); ty = ttype[i]
         if ty == "purchase":
@@ -110,7 +120,7 @@ def generate(rows: int = 100_000, seed: int = 42, start: str = "2024-01-01", day
         else:
             ch = digital[c]
             cp = f"B{(c * 7 + pick[i] % 3) % 60:03d}"
-        out.add(c, t, float(amt[i]), False, ch, ty, device_for(c, ch, t), cp, 0)
+        out.add(c, t, float(amt[i]), False, ch, ty, device_for(c, ch, t, bool(alternate[i])), cp, 0)
 
     # Monthly salary, savings sweeps after salary, rent.
     months = [datetime.fromisoformat(start) + timedelta(days=d) for d in range(days)]
@@ -159,6 +169,39 @@ def generate(rows: int = 100_000, seed: int = 42, start: str = "2024-01-01", day
         hour = int(rng.choice(_NIGHT_HOURS)) if rng.random() < night_p else int(rng.choice(24, p=_HOUR_P))
         return d * 86400 + hour * 3600 + int(rng.integers(0, 3600))
 
+    def other_digital(c):
+        return "online_banking" if digital[c] == "mobile_banking" else "mobile_banking"
+
+    def new_payee():
+        return f"P{rng.integers(n_payees):06d}"
+
+    # Legitimate look-alikes of each fraud pattern.
+    for _ in range(int(round(220 * scale))):            # travelling: new device, other channel, odd hours
+        c = int(rng.integers(n_cust)); t = fraud_time(0.35)
+        ch = other_digital(c) if rng.random() < 0.6 else digital[c]
+        dev = f"DT{rng.integers(0, 2**28):07x}"
+        for j in range(int(rng.integers(1, 4))):
+            out.add(c, t + j * int(rng.integers(60, 1800)), float(typical[c] * rng.uniform(1, 12)), False, ch,
+                    "transfer" if rng.random() < 0.6 else "purchase", dev, new_payee(), 0)
+    for _ in range(int(round(160 * scale))):            # moving savings out: most of the balance, new payee
+        c = int(rng.integers(n_cust)); t = fraud_time(0.1)
+        ch = digital[c] if rng.random() < 0.7 else other_digital(c)
+        dev = device_for(c, ch, t) if rng.random() < 0.7 else f"DT{rng.integers(0, 2**28):07x}"
+        out.add(c, t, 0.0, False, ch, "transfer", dev, new_payee(), 0, drain=float(rng.uniform(0.6, 1.0)))
+    for _ in range(int(round(450 * scale))):            # one-off large payments (a car, a deposit, tuition)
+        c = int(rng.integers(n_cust)); t = fraud_time(0.05)
+        ch = digital[c] if rng.random() < 0.8 else "counter"
+        out.add(c, t, float(typical[c] * rng.uniform(3, 20)), False, ch, "transfer", device_for(c, ch, t),
+                new_payee(), 0)
+    for k in range(max(2, int(round(40 * scale)))):      # collection accounts: fan-in, but legitimate
+        payee = f"P{n_payees + 5000 + k:06d}"
+        start_t = int(rng.integers(0, span - 21 * 86400))
+        for _ in range(int(rng.integers(8, 30))):
+            c = int(rng.integers(n_cust)); t = start_t + int(rng.integers(0, int(rng.integers(7, 21)) * 86400))
+            ch = digital[c]
+            out.add(c, t, float(typical[c] * rng.uniform(0.5, 6)), False, ch, "transfer", device_for(c, ch, t),
+                    payee, 0)
+
     # Mule accounts: fan-in from many customers during an active window.
     n_mules = max(2, int(round(40 * scale)))
     mules = [f"P{n_payees + 1000 + k:06d}" for k in range(n_mules)]
@@ -181,12 +224,11 @@ def generate(rows: int = 100_000, seed: int = 42, start: str = "2024-01-01", day
     for _ in range(int(round(180 * scale))):
         c = victim()
         t = fraud_time(0.6)
-        ch = "online_banking" if digital[c] == "mobile_banking" else "mobile_banking"
-        if rng.random() < 0.25:
-            ch = digital[c]
-        dev = f"DX{rng.integers(0, 2**28):07x}"
+        ch = other_digital(c) if rng.random() < 0.5 else digital[c]
+        own_device = rng.random() < 0.2                 # remote-access malware or a stolen phone
+        dev = device_for(c, ch, t) if own_device else f"DX{rng.integers(0, 2**28):07x}"
         k = int(rng.integers(1, 5))
-        shares = rng.dirichlet(np.ones(k)) * rng.uniform(0.9, 1.0)
+        shares = rng.dirichlet(np.ones(k)) * (rng.uniform(0.9, 1.0) if rng.random() < 0.6 else rng.uniform(0.3, 0.9))
         cp = mules[int(rng.integers(n_mules))] if rng.random() < 0.5 else f"P{rng.integers(n_payees):06d}"
         remaining = 1.0
         for j in range(k):
@@ -209,10 +251,16 @@ def generate(rows: int = 100_000, seed: int = 42, start: str = "2024-01-01", day
     # Outsized payment to a new payee through the customer's usual channel and device.
     for _ in range(int(round(300 * scale))):
         c = victim()
-        t = fraud_time(0.2)
+        t = fraud_time(0.3)
         ch = digital[c]
-        out.add(c, t, float(typical[c] * rng.uniform(5, 20)), False, ch, "transfer", device_for(c, ch, t),
-                f"P{rng.integers(n_payees):06d}", 1)
+        out.add(c, t, float(typical[c] * rng.uniform(3, 15)), False, ch, "transfer", device_for(c, ch, t),
+                new_payee(), 1)
+    # Disputed purchases that look ordinary (first-party fraud): no signal in the data.
+    for _ in range(int(round(60 * scale))):
+        c = victim()
+        t = fraud_time(0.0)
+        out.add(c, t, float(typical[c] * rng.uniform(0.5, 3)), False, "POS" if rng.random() < 0.6 else digital[c],
+                "purchase", None, f"M{fav_merchant[c, int(rng.integers(8))]:05d}", 1)
 
     # Order by customer and time, then run balances forward.
     cust_a = np.array(out.cust)
