@@ -1,7 +1,7 @@
 """riskdesk: the Streamlit entry point (navigation and sidebar state)."""
 import streamlit as st
 
-from ui import dataset_picker, language_picker, tr
+from ui import dataset_picker, language_picker, reviewer_box, tr
 
 st.set_page_config(page_title="riskdesk", page_icon=":material/shield:", layout="wide")
 
@@ -12,7 +12,10 @@ st.sidebar.caption(tr("app.tagline"))
 pages = [
     st.Page("pages/data.py", title=tr("nav.data"), icon=":material/database:", url_path="data", default=True),
     st.Page("pages/explore.py", title=tr("nav.explore"), icon=":material/query_stats:", url_path="explore"),
+    st.Page("pages/rules.py", title=tr("nav.rules"), icon=":material/rule:", url_path="rules"),
+    st.Page("pages/compare.py", title=tr("nav.compare"), icon=":material/leaderboard:", url_path="compare"),
 ]
 navigation = st.navigation(pages)
 dataset_picker()
+reviewer_box()
 navigation.run()

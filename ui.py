@@ -95,3 +95,45 @@ def job_progress(state_key: str) -> jobs.Job | None:
                                               message=current.message or "…"))
     _poll()
     return None
+
+
+def run_job(state_key: str, job_key: str, label: str, fn) -> jobs.Job | None:
+    """Start `fn` as a background job once (a second click joins the running one) and show its
+    progress. Returns the finished job on the run after it ends (and forgets it), else None."""
+    finished = job_progress(state_key)
+    if finished is not None:
+        st.session_state.pop(state_key, None)
+        return finished
+    if state_key not in st.session_state:
+        st.session_state[state_key] = jobs.start(job_key, label, fn).id
+        st.rerun()
+    return None
+
+
+def features_or_stop(ds: dict, config=None) -> dict:
+    """The dataset's feature set (built in the background with progress if needed); stops
+    this run of the page until it is ready."""
+    from core.features import FeatureConfig, build_features, is_built
+    config = config or FeatureConfig()
+    if not is_built(store(), ds["id"], config):
+        state_key = f"features_job_{ds['id']}"
+        finished = run_job(state_key, f"features:{ds['id']}:{config.version}", tr("explore.building", name=ds["name"]),
+                           lambda progress: build_features(store(), ds["name"], config, progress))
+        if finished is not None and finished.status == "failed":
+            st.error(tr("common.error", error=finished.error))
+        elif finished is not None:
+            st.rerun()
+        st.stop()
+    return build_features(store(), ds["name"], config)
+
+
+def reviewer() -> str:
+    """The name the user entered in the sidebar (required before anything is recorded)."""
+    return (st.session_state.get("reviewer") or st.session_state.get("reviewer_name") or "").strip()
+
+
+def reviewer_box() -> None:
+    if "reviewer" not in st.session_state and st.session_state.get("reviewer_name"):
+        st.session_state["reviewer"] = st.session_state["reviewer_name"]
+    st.sidebar.text_input(tr("sidebar.reviewer"), key="reviewer", max_chars=80, help=tr("sidebar.reviewer_help"))
+    st.session_state["reviewer_name"] = st.session_state["reviewer"]

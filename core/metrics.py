@@ -162,3 +162,34 @@ def summary(y, s, threshold: float, amount=None, days=None, k: int = 50, interva
         out["auc_ci"] = bootstrap(y, s, roc_auc)
         out["average_precision_ci"] = bootstrap(y, s, average_precision)
     return out
+
+
+def cost_curve(y, s, amount, review_cost: float):
+    """Cost of acting on every score >= threshold, for every distinct score as threshold:
+    reviews x cost per review + fraud amount missed. Returns a DataFrame (threshold, reviewed,
+    caught, missed_amount, review_cost, cost), thresholds descending; the last row (threshold
+    infinity) reviews nothing."""
+    import pandas as pd
+    y, s, amount = np.asarray(y), np.asarray(s, dtype=float), np.asarray(amount, dtype=float)
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted = s[order]
+    caught_amount = np.r_[0.0, np.cumsum(np.where(y[order] == 1, amount[order], 0.0))]
+    caught = np.r_[0, np.cumsum(y[order] == 1)]
+    thresholds = np.r_[np.unique(s)[::-1], np.inf]
+    reviewed = np.searchsorted(-s_sorted, -thresholds, side="right")   # count of scores >= threshold
+    total = caught_amount[-1]
+    missed = total - caught_amount[reviewed]
+    return pd.DataFrame({"threshold": thresholds, "reviewed": reviewed, "caught": caught[reviewed],
+                         "missed_amount": missed, "review_cost": reviewed * float(review_cost),
+                         "cost": reviewed * float(review_cost) + missed})
+
+
+def decide(s, verify: float, block: float | None, rule_block=None) -> np.ndarray:
+    """The hybrid decision (design.md, Decisions): BLOCK if a BLOCK rule fired, otherwise the
+    score bands: >= block -> BLOCK, >= verify -> VERIFY, else PASS."""
+    s = np.asarray(s, dtype=float)
+    block = np.inf if block is None or not np.isfinite(block) else block
+    out = np.where(s >= block, "BLOCK", np.where(s >= verify, "VERIFY", "PASS")).astype(object)
+    if rule_block is not None:
+        out[np.asarray(rule_block, dtype=bool)] = "BLOCK"
+    return out

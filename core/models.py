@@ -126,6 +126,29 @@ def timeline(store: Store, fs: dict):
                     f"coalesce(sum(label), 0) AS frauds, avg(label) AS fraud_rate FROM {fs['table']} GROUP BY 1 ORDER BY 1")
 
 
+def split_counts(store: Store, fs: dict, split: Split):
+    """Labelled transactions, frauds and fraud rate of each part of a split."""
+    import pandas as pd
+    rows = []
+    for part, period in (("train", split.train), ("valid", split.valid), ("test", split.test)):
+        if period is None:
+            continue
+        where = ["label IS NOT NULL", "CAST(timestamp AS DATE) BETWEEN ? AND ?"]
+        if split.method == "random":
+            where.append(_random_part(split, part))
+        n, frauds = store.rows(f"SELECT count(*), coalesce(sum(label), 0) FROM {fs['table']} WHERE "
+                               + " AND ".join(where), list(period))[0]
+        rows.append({"part": part, "start": period[0], "end": period[1], "transactions": int(n), "frauds": int(frauds),
+                     "fraud_rate": frauds / n if n else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def _random_part(split: Split, part: str) -> str:
+    """Seeded hash buckets of the transaction id: 60% train, 20% validation, 20% test."""
+    bucket = f"(hash(transaction_id || '{int(split.seed)}') % 10)"
+    return {"train": f"{bucket} < 6", "valid": f"{bucket} IN (6, 7)", "test": f"{bucket} >= 8"}[part]
+
+
 # -- data ------------------------------------------------------------------------------------------
 
 @dataclass
@@ -148,9 +171,7 @@ def _load(store: Store, fs: dict, period: tuple[str, str] | None, split: Split |
     if labelled:
         where.append("label IS NOT NULL")
     if split is not None and split.method == "random":
-        # Stratified-enough random split by a seeded hash of the transaction id: 60/20/20.
-        bucket = f"(hash(transaction_id || '{int(split.seed)}') % 10)"
-        where.append({"train": f"{bucket} < 6", "valid": f"{bucket} IN (6, 7)", "test": f"{bucket} >= 8"}[part])
+        where.append(_random_part(split, part))
     sql = (f"SELECT transaction_id, amount, CAST(timestamp AS DATE) AS day, label, {cols} FROM {fs['table']}"
            + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY timestamp, transaction_id")
     df = store.df(sql, params)
@@ -544,8 +565,14 @@ def _register(store: Store, entry: dict, fs: dict, ds: dict, split: Split, run_i
            json.dumps(params, default=_json_default), json.dumps(result_metrics, default=_json_default),
            float(verify), float(block) if np.isfinite(block) else None, json.dumps(feature_names(fs)), path.name,
            _sha(path), float(entry["train_seconds"]), run_id, datetime.now()]
+    import pandas as pd
+    scores = pd.concat([pd.DataFrame({"part": part, "transaction_id": frame.ids.astype(str), "score": s})
+                        for part, frame, s in (("valid", valid, s_valid), ("test", test, s_test))])
     with store.write() as cur:
         cur.execute("INSERT INTO models VALUES (" + ", ".join("?" * len(row)) + ")", row)
+        cur.register("new_scores", scores)
+        cur.execute("INSERT INTO model_scores SELECT ?, part, transaction_id, score FROM new_scores", [model_id])
+        cur.unregister("new_scores")
         store.audit(cur, actor, "train_model", "model", model_id, {"kind": kind, "dataset": ds["name"],
                     "feature_version": fs["version"], "test_auc": result_metrics["test"]["auc"],
                     "test_average_precision": result_metrics["test"]["average_precision"]}, model_id=model_id)
@@ -593,6 +620,7 @@ def delete_model(store: Store, model_id: str, actor: str = "cli") -> None:
     model = get_model(store, model_id)
     with store.write() as cur:
         cur.execute("DELETE FROM models WHERE model_id = ?", [model_id])
+        cur.execute("DELETE FROM model_scores WHERE model_id = ?", [model_id])
         store.audit(cur, actor, "delete_model", "model", model_id, {"kind": model["kind"]}, model_id=model_id)
     (store.home / "models" / model["artifact"]).unlink(missing_ok=True)
 
@@ -635,17 +663,9 @@ def score(store: Store, model_id: str, dataset: str | None = None, start=None, e
     s = (_predict_logistic(artifact["spec"], X) if model["kind"] == "logistic" else artifact.predict(X))
     import pandas as pd
     out = pd.DataFrame({"transaction_id": frame.ids, "score": s})
-    threshold, block = model["threshold"], model["block_threshold"] or np.inf
-    out["decision"] = np.where(s >= block, "BLOCK", np.where(s >= threshold, "VERIFY", "PASS"))
-    active = rules_mod.current_rules(store, include_disabled=False)
-    blocking = [r for r in active if r["action"] == "BLOCK"]
-    if blocking:
-        try:
-            ev = rules_mod.evaluate(store, fs, blocking, start, end)
-            blocked = set(ev.loc[ev["rule_decision"] == "BLOCK", "transaction_id"])
-            out.loc[out["transaction_id"].isin(blocked), "decision"] = "BLOCK"
-        except RiskdeskError:
-            pass  # a rule that does not fit this dataset's features blocks nothing
+    blocked = rules_mod.blocked_ids(store, fs, start, end)
+    out["decision"] = metrics.decide(s, model["threshold"], model["block_threshold"],
+                                     out["transaction_id"].isin(blocked).to_numpy())
     return out
 
 

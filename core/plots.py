@@ -96,3 +96,143 @@ def psi_bars(frame, lang: str = "en", bands=(0.1, 0.25), top: int = 30) -> go.Fi
     fig.update_layout(title=t("plot.psi_title", lang), xaxis_title="PSI",
                       **{**LAYOUT, "height": max(360, 22 * len(part) + 120)})
     return fig
+
+
+PERIOD_COLORS = {"train": "rgba(31,95,191,0.10)", "valid": "rgba(255,127,14,0.14)", "test": "rgba(44,160,44,0.14)"}
+
+
+def split_timeline(frame, split: dict | None, lang: str = "en") -> go.Figure:
+    """Transactions and fraud rate per day, with the training / validation / test periods shaded."""
+    fig = volume_and_rate(frame, "day", lang, t("plot.timeline_title", lang))
+    if split and split.get("method") == "time":
+        for part in ("train", "valid", "test"):
+            period = split.get(part)
+            if not period:
+                continue
+            fig.add_vrect(x0=period[0], x1=f"{period[1]} 23:59:59", fillcolor=PERIOD_COLORS[part], line_width=0,
+                          annotation_text=t(f"plot.period.{part}", lang), annotation_position="top left")
+    return fig
+
+
+_CURVE_AXES = {"roc": ("plot.fpr", "plot.tpr"), "pr": ("plot.recall", "plot.precision"),
+               "gain": ("plot.reviewed_share", "plot.frauds_caught"), "lift": ("plot.reviewed_share", "plot.lift"),
+               "calibration": ("plot.mean_score", "plot.observed_rate")}
+
+
+def curve_overlay(curves: dict, which: str, lang: str = "en") -> go.Figure:
+    """One curve per model: which is roc, pr, gain, lift or calibration; curves maps a model
+    label to compare.curves() output."""
+    fig = go.Figure()
+    for name, c in curves.items():
+        if which == "roc":
+            x, y = c["roc"]
+        elif which == "pr":
+            x, y = c["pr"]
+        elif which in ("gain", "lift"):
+            share, gain, lift = c["gain"]
+            x, y = share, (gain if which == "gain" else lift)
+        else:
+            if c["calibration"] is None:
+                continue
+            x, y = c["calibration"]
+        x, y = _thin(x, y)
+        fig.add_scatter(x=x, y=y, mode="lines+markers" if which == "calibration" else "lines", name=name)
+    if which in ("roc", "gain", "calibration"):
+        fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#999"), showlegend=False,
+                        hoverinfo="skip")
+    xt, yt = _CURVE_AXES[which]
+    fig.update_layout(title=t(f"plot.curve.{which}", lang), xaxis_title=t(xt, lang), yaxis_title=t(yt, lang), **LAYOUT)
+    if which == "calibration":
+        fig.update_xaxes(type="log")
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def _thin_index(n: int, keep: int = 1500):
+    """Evenly spaced row positions (first and last included) so long curves stay light."""
+    import numpy as np
+    if n <= keep:
+        return np.arange(n)
+    return np.unique(np.r_[np.linspace(0, n - 1, keep).astype(int), n - 1])
+
+
+def _thin(x, y):
+    import numpy as np
+    idx = _thin_index(len(x))
+    return np.asarray(x)[idx], np.asarray(y)[idx]
+
+
+def score_distribution(frame, lang: str = "en", thresholds=()) -> go.Figure:
+    """Histogram of scores per class (share of the class), with threshold lines."""
+    fig = go.Figure()
+    for label, color in ((0, NORMAL), (1, FRAUD)):
+        part = frame[frame["label"] == label]["score"]
+        fig.add_histogram(x=part, name=_class_name(label, lang), marker_color=color, opacity=0.6,
+                          histnorm="probability", xbins=dict(start=0, end=float(max(frame["score"].max(), 1e-9)),
+                                                             size=float(max(frame["score"].max(), 1e-9)) / 50))
+    for value in thresholds:
+        if value is not None:
+            fig.add_vline(x=value, line_dash="dash", line_color="#555")
+    fig.update_layout(barmode="overlay", title=t("plot.score_distribution", lang), xaxis_title=t("plot.score", lang),
+                      yaxis_title=t("plot.share_of_class", lang), **LAYOUT)
+    fig.update_yaxes(type="log")
+    return fig
+
+
+def confusion_matrix(at: dict, lang: str = "en") -> go.Figure:
+    """2x2 matrix from metrics.at_threshold output."""
+    z = [[at["tn"], at["fp"]], [at["fn"], at["tp"]]]
+    labels = [t("plot.normal", lang), t("plot.fraud", lang)]
+    fig = go.Figure(go.Heatmap(z=z, x=[t("plot.predicted", lang, label=v) for v in labels],
+                               y=[t("plot.actual", lang, label=v) for v in labels], colorscale="Blues",
+                               text=[[f"{v:,}" for v in row] for row in z], texttemplate="%{text}", showscale=False))
+    fig.update_layout(title=t("plot.confusion", lang, threshold=f"{at['threshold']:.4g}"),
+                      **{**LAYOUT, "height": 320})
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def cost_curve(curve, suggested: float | None, lang: str = "en") -> go.Figure:
+    """Total cost, review cost and missed fraud amount against the number of transactions
+    reviewed; the suggested (cheapest) threshold marked."""
+    import numpy as np
+    part = curve.iloc[_thin_index(len(curve))]
+    fig = go.Figure()
+    for column, key, line in (("cost", "plot.total_cost", dict(color=FRAUD)),
+                              ("review_cost", "plot.review_cost", dict(dash="dot", color=NORMAL)),
+                              ("missed_amount", "plot.missed_amount", dict(dash="dash", color="#ff7f0e"))):
+        fig.add_scatter(x=np.maximum(part["reviewed"], 1), y=part[column], mode="lines", name=t(key, lang), line=line)
+    if suggested is not None:
+        row = curve.loc[curve["cost"].idxmin()]
+        fig.add_scatter(x=[max(row["reviewed"], 1)], y=[row["cost"]], mode="markers",
+                        marker=dict(size=12, color="black"), name=t("plot.suggested", lang, threshold=f"{suggested:.4g}"))
+    fig.update_layout(title=t("plot.cost_title", lang), xaxis_title=t("plot.reviewed", lang),
+                      yaxis_title=t("plot.cost", lang), **LAYOUT)
+    fig.update_xaxes(type="log")
+    return fig
+
+
+def tuning_history(history: list[dict], lang: str = "en") -> go.Figure:
+    """Validation average precision per Optuna trial, by imbalance strategy, with the best so far."""
+    import pandas as pd
+    frame = pd.DataFrame(history)
+    fig = go.Figure()
+    for strategy, part in frame.groupby("imbalance"):
+        fig.add_scatter(x=part["trial"], y=part["average_precision"], mode="markers", name=str(strategy),
+                        marker=dict(size=8))
+    frame = frame.sort_values("trial")
+    fig.add_scatter(x=frame["trial"], y=frame["average_precision"].cummax(), mode="lines",
+                    name=t("plot.best_so_far", lang), line=dict(color="black", shape="hv"))
+    fig.update_layout(title=t("plot.tuning_title", lang), xaxis_title=t("plot.trial", lang),
+                      yaxis_title=t("plot.valid_ap", lang), **LAYOUT)
+    return fig
+
+
+def rule_overlap(overlap, lang: str = "en") -> go.Figure:
+    """Transactions on which each pair of rules both fire (diagonal: the rule's hits)."""
+    fig = go.Figure(go.Heatmap(z=overlap.to_numpy(), x=list(overlap.columns), y=list(overlap.index),
+                               colorscale="Oranges", text=overlap.to_numpy(), texttemplate="%{text}",
+                               hovertemplate="%{x} · %{y}: %{z}<extra></extra>"))
+    fig.update_layout(title=t("plot.overlap_title", lang), **{**LAYOUT, "height": 380})
+    fig.update_yaxes(autorange="reversed")
+    return fig

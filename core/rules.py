@@ -367,6 +367,12 @@ def current_rules(store: Store, include_disabled: bool = True) -> list[dict]:
     return [r for r in rows if include_disabled or r["enabled"]]
 
 
+def revision(store: Store) -> str:
+    """Changes whenever a rule version is added (a cache key for anything rules affect)."""
+    n, newest = store.rows("SELECT count(*), max(created_at) FROM rules")[0]
+    return f"{n}:{newest}"
+
+
 def rule_history(store: Store, rule_id: str) -> list[dict]:
     return store.dicts("SELECT * FROM rules WHERE rule_id = ? ORDER BY version DESC", [rule_id])
 
@@ -500,6 +506,24 @@ def backtest(store: Store, fs: dict, rules: list[dict] | None = None, start=None
     overlap = pd.DataFrame(m.T @ m, index=ids, columns=ids).astype(int)
     return {"rules": pd.DataFrame(rows), "overall": overall, "overlap": overlap,
             "period": {"start": str(start) if start else None, "end": str(end) if end else None}}
+
+
+def blocked_ids(store: Store, fs: dict, start=None, end=None) -> set:
+    """Transaction ids in the period on which an enabled BLOCK rule fires. A rule that does
+    not fit this feature set (a name it lacks) blocks nothing."""
+    names = _rule_columns(fs)
+
+    def fits(rule):
+        try:
+            parse(rule["expression"], names)
+            return True
+        except RuleSyntaxError:
+            return False
+    blocking = [r for r in current_rules(store, include_disabled=False) if r["action"] == "BLOCK" and fits(r)]
+    if not blocking:
+        return set()
+    ev = evaluate(store, fs, blocking, start, end)
+    return set(ev.loc[ev["rule_decision"] == "BLOCK", "transaction_id"])
 
 
 def snapshot(rules: list[dict]) -> list[dict]:

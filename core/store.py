@@ -111,6 +111,28 @@ MIGRATIONS: list[tuple[int, str]] = [
             created_at TIMESTAMP NOT NULL
         );
     """),
+    (4, """
+        -- Scores of a model's validation and test periods (real rows only), for the compare page.
+        CREATE TABLE model_scores (
+            model_id VARCHAR NOT NULL,
+            part VARCHAR NOT NULL,
+            transaction_id VARCHAR NOT NULL,
+            score DOUBLE NOT NULL
+        );
+        -- Review decisions: append-only (the code never updates or deletes a row).
+        CREATE SEQUENCE decision_id_seq START 1;
+        CREATE TABLE decisions (
+            decision_id BIGINT NOT NULL,
+            dataset_id INTEGER NOT NULL,
+            transaction_id VARCHAR NOT NULL,
+            decision VARCHAR NOT NULL,
+            note VARCHAR,
+            reviewer VARCHAR NOT NULL,
+            model_id VARCHAR,
+            score DOUBLE,
+            decided_at TIMESTAMP NOT NULL
+        );
+    """),
 ]
 
 

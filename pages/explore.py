@@ -3,11 +3,11 @@ from datetime import datetime, timedelta
 
 import streamlit as st
 
-from core import explore, jobs, plots
+from core import explore, plots
 from core.errors import RiskdeskError
 from core.export import safe_csv_bytes
-from core.features import FAMILIES, FeatureConfig, build_features, feature_names, is_built
-from ui import active_dataset, job_progress, lang, store, tr
+from core.features import FAMILIES, FeatureConfig, feature_names
+from ui import active_dataset, features_or_stop, lang, store, tr
 
 db = store()
 st.title(tr("explore.title"))
@@ -40,24 +40,7 @@ except (RiskdeskError, ValueError) as exc:
     st.error(tr("common.error", error=exc))
     st.stop()
 
-job_key = f"features:{ds['id']}:{config.version}"
-state_key = f"features_job_{ds['id']}"
-if not is_built(db, ds["id"], config):
-    finished = job_progress(state_key)
-    if finished is not None:
-        st.session_state.pop(state_key, None)
-        if finished.status == "failed":
-            st.error(tr("common.error", error=finished.error))
-            st.stop()
-        st.rerun()
-    if state_key not in st.session_state:
-        job = jobs.start(job_key, tr("explore.building", name=ds["name"]),
-                         lambda progress: build_features(db, ds["name"], config, progress))
-        st.session_state[state_key] = job.id
-        st.rerun()
-    st.stop()
-
-fs = build_features(db, ds["name"], config)
+fs = features_or_stop(ds, config)
 st.caption(tr("explore.feature_set", version=fs["version"], features=len(fs["catalogue"]), rows=f"{fs['rows']:,}",
               seconds=f"{fs['seconds']:.1f}"))
 catalogue = {f["name"]: f for f in fs["catalogue"]}

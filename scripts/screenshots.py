@@ -17,7 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-PAGES = [("", "Data", "数据"), ("explore", "Explore", "探索")]
+PAGES = [("", "Data", "数据"), ("explore", "Explore", "探索"), ("rules", "Rules", "规则"),
+         ("compare", "Compare models", "模型对比")]
 
 
 def main():
@@ -25,6 +26,7 @@ def main():
     ap.add_argument("--home", required=True)
     ap.add_argument("--out", default=str(ROOT / "screenshots"))
     ap.add_argument("--wait", type=float, default=4.0, help="seconds to let each page settle")
+    ap.add_argument("--tabs", action="store_true", help="also every tab of each page")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -66,6 +68,13 @@ def main():
                     name = out / f"{path or 'data'}_{lang}.png"
                     pg.screenshot(path=str(name), full_page=True)
                     print(f"{name}  ({time.time() - start:.1f} s)")
+                    tabs = pg.get_by_role("tab")
+                    for i in range(1, tabs.count() if args.tabs else 0):
+                        tabs.nth(i).click()
+                        pg.wait_for_timeout(args.wait * 1000)
+                        name = out / f"{path or 'data'}_tab{i}_{lang}.png"
+                        pg.screenshot(path=str(name), full_page=True)
+                        print(name)
                 pg.close()
             browser.close()
     finally:
