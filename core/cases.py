@@ -1,16 +1,171 @@
-"""Review decisions on transactions (append-only) and their use as labels."""
+"""Review decisions on transactions (append-only), the review queue, and decisions as labels."""
 from __future__ import annotations
 
-from .store import Store
+from datetime import datetime
+
+from .errors import RiskdeskError
+from .store import Store, quote_ident
 
 DECISIONS = ("confirmed_fraud", "legitimate", "escalate")
 # A transaction's label from its latest conclusive review decision.
 DECISION_LABEL = {"confirmed_fraud": 1, "legitimate": 0}
+MAX_NOTE = 4000
+OUTCOMES = ("TP", "FP", "FN", "TN")
+
+
+def _latest_conclusive(dataset_id_param: str = "?") -> str:
+    return (f"SELECT transaction_id, arg_max(decision, decision_id) AS latest FROM decisions "
+            f"WHERE dataset_id = {dataset_id_param} AND decision IN ('confirmed_fraud', 'legitimate') "
+            f"GROUP BY transaction_id")
 
 
 def confirmed_label_count(store: Store, dataset_id: int) -> int:
-    """Transactions whose latest decision is confirmed fraud or legitimate (usable as labels)."""
-    return int(store.scalar("""
-        SELECT count(*) FROM (
-            SELECT arg_max(decision, decision_id) AS latest FROM decisions WHERE dataset_id = ?
-            GROUP BY transaction_id) WHERE latest IN ('confirmed_fraud', 'legitimate')""", [dataset_id]) or 0)
+    """Transactions with a conclusive review decision (confirmed fraud or legitimate), usable
+    as labels in the next training."""
+    return int(store.scalar(f"SELECT count(*) FROM ({_latest_conclusive()})", [dataset_id]) or 0)
+
+
+def label_sql(dataset_id: int) -> tuple[str, list]:
+    """A join that gives each transaction's reviewed label (NULL when none): training uses
+    coalesce(reviewed, label)."""
+    return (f"LEFT JOIN (SELECT transaction_id, CASE latest WHEN 'confirmed_fraud' THEN 1 ELSE 0 END AS reviewed_label "
+            f"FROM ({_latest_conclusive()})) reviewed USING (transaction_id)", [dataset_id])
+
+
+def record(store: Store, dataset_id: int, transaction_id: str, decision: str, reviewer: str, note: str = "",
+           model_id: str | None = None, score: float | None = None) -> dict:
+    """Append one review decision (and an audit row). Nothing is ever updated or deleted."""
+    if decision not in DECISIONS:
+        raise RiskdeskError(f"decision must be one of {', '.join(DECISIONS)} (got {decision!r})")
+    reviewer = (reviewer or "").strip()
+    if not reviewer:
+        raise RiskdeskError("a decision needs the reviewer's name")
+    if len(reviewer) > 80:
+        raise RiskdeskError("the reviewer's name is longer than 80 characters")
+    note = note or ""
+    if len(note) > MAX_NOTE:
+        raise RiskdeskError(f"the note is longer than {MAX_NOTE} characters")
+    table = store.scalar("SELECT table_name FROM datasets WHERE id = ?", [dataset_id])
+    if table is None:
+        raise RiskdeskError(f"no dataset with id {dataset_id}")
+    if not store.scalar(f"SELECT count(*) FROM {quote_ident(table)} WHERE CAST(transaction_id AS VARCHAR) = ?",
+                        [str(transaction_id)]):
+        raise RiskdeskError(f"no transaction {transaction_id!r} in this dataset")
+    now = datetime.now()
+    with store.write() as cur:
+        decision_id = cur.execute("SELECT nextval('decision_id_seq')").fetchone()[0]
+        cur.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [decision_id, dataset_id, str(transaction_id), decision, note, reviewer, model_id,
+                     None if score is None else float(score), now])
+        store.audit(cur, reviewer, "review_decision", "transaction", transaction_id,
+                    {"decision": decision, "decision_id": decision_id, "dataset_id": dataset_id,
+                     "note_chars": len(note)}, model_id=model_id)
+    return {"decision_id": int(decision_id), "decided_at": now.isoformat(sep=" ", timespec="seconds")}
+
+
+def history(store: Store, dataset_id: int, transaction_id: str) -> list[dict]:
+    """All decisions on a transaction, oldest first."""
+    rows = store.dicts("SELECT decision_id, decision, note, reviewer, model_id, score, decided_at FROM decisions "
+                       "WHERE dataset_id = ? AND transaction_id = ? ORDER BY decision_id", [dataset_id, str(transaction_id)])
+    for r in rows:
+        r["decided_at"] = r["decided_at"].isoformat(sep=" ", timespec="seconds")
+    return rows
+
+
+def ensure_scored(store: Store, model_id: str, progress=None) -> None:
+    """Score every transaction of the model's dataset once (kept as part 'all' in model_scores)."""
+    from . import models
+    if store.scalar("SELECT count(*) FROM model_scores WHERE model_id = ? AND part = 'all'", [model_id]):
+        return
+    model = models.get_model(store, model_id)
+    frame = models.score(store, model_id, progress=progress)[["transaction_id", "score"]]
+    frame["transaction_id"] = frame["transaction_id"].astype(str)
+    with store.write() as cur:
+        if cur.execute("SELECT count(*) FROM model_scores WHERE model_id = ? AND part = 'all'", [model_id]).fetchone()[0]:
+            return
+        cur.register("all_scores", frame)
+        cur.execute("INSERT INTO model_scores SELECT ?, 'all', transaction_id, score FROM all_scores", [model_id])
+        cur.unregister("all_scores")
+        store.audit(cur, "riskdesk", "score_dataset", "model", model_id, {"rows": len(frame),
+                    "dataset": model["dataset_name"]}, model_id=model_id)
+
+
+def queue(store: Store, model_id: str, start=None, end=None, bands=None, rule: str | None = None,
+          outcomes=None, min_amount: float | None = None, max_amount: float | None = None,
+          limit: int = 50, offset: int = 0, verify: float | None = None, block: float | None = None) -> dict:
+    """A period's transactions ranked by score, with band (hybrid decision), rules fired,
+    outcome at the verify threshold (TP / FP / FN / TN, when labelled) and the latest review
+    decision. Filters: bands, one rule id, outcomes, amount range. Returns {"rows": DataFrame
+    of one page, "total": matching rows}."""
+    from . import models
+    from . import rules as rules_mod
+    from .explain import feature_config
+    from .features import build_features
+    model = models.get_model(store, model_id)
+    ensure_scored(store, model_id)
+    table = store.scalar("SELECT table_name FROM datasets WHERE id = ?", [model["dataset_id"]])
+    fs = build_features(store, model["dataset_name"], feature_config(model))
+    verify = model["threshold"] if verify is None else verify
+    block = model["block_threshold"] if block is None else block
+    active = [r for r in rules_mod.current_rules(store, include_disabled=False) if rules_mod.fits(r, fs)]
+    compiled = rules_mod._compiled(active, fs)
+    fired_cols = [f"CASE WHEN {sql} THEN CAST(? AS VARCHAR) END" for _, sql, _ in compiled]
+    fired_params = [p for r, _, ps in compiled for p in [*ps, r["rule_id"]]]
+    block_rule = " OR ".join(f"coalesce({sql}, false)" for r, sql, _ in compiled if r["action"] == "BLOCK") or "false"
+    block_params = [p for r, _, ps in compiled if r["action"] == "BLOCK" for p in ps]
+    fired = f"list_filter([{', '.join(fired_cols)}], x -> x IS NOT NULL)" if fired_cols else "[]::VARCHAR[]"
+    block_value = "'Infinity'::DOUBLE" if block is None else "?"
+    where, params = [], []
+    if start:
+        where.append("CAST(f.timestamp AS DATE) >= ?")
+        params.append(str(start))
+    if end:
+        where.append("CAST(f.timestamp AS DATE) <= ?")
+        params.append(str(end))
+    base = f"""
+        WITH scored AS (
+            SELECT f.transaction_id, f.timestamp, f.customer_id, f.amount, f.label, s.score,
+                   {fired} AS rules_fired,
+                   CASE WHEN {block_rule} OR s.score >= {block_value} THEN 'BLOCK'
+                        WHEN s.score >= ? THEN 'VERIFY' ELSE 'PASS' END AS band,
+                   CASE WHEN f.label IS NULL THEN NULL
+                        WHEN s.score >= ? THEN (CASE WHEN f.label = 1 THEN 'TP' ELSE 'FP' END)
+                        ELSE (CASE WHEN f.label = 1 THEN 'FN' ELSE 'TN' END) END AS outcome
+            FROM {fs['table']} f JOIN model_scores s
+              ON s.model_id = ? AND s.part = 'all' AND s.transaction_id = CAST(f.transaction_id AS VARCHAR)
+            {"WHERE " + " AND ".join(where) if where else ""}
+        ), latest AS (
+            SELECT transaction_id, arg_max(decision, decision_id) AS review, max(decided_at) AS reviewed_at,
+                   count(*) AS decisions
+            FROM decisions WHERE dataset_id = ? GROUP BY transaction_id
+        )
+        SELECT scored.*, latest.review, latest.reviewed_at FROM scored
+        LEFT JOIN latest ON latest.transaction_id = CAST(scored.transaction_id AS VARCHAR)"""
+    base_params = (fired_params + block_params + ([] if block is None else [float(block)]) + [float(verify), float(verify),
+                   model_id] + params + [model["dataset_id"]])
+    filters, fparams = [], []
+    if bands:
+        filters.append(f"band IN ({', '.join('?' * len(bands))})")
+        fparams += list(bands)
+    if outcomes:
+        filters.append(f"outcome IN ({', '.join('?' * len(outcomes))})")
+        fparams += list(outcomes)
+    if rule:
+        filters.append("list_contains(rules_fired, ?)")
+        fparams.append(rule)
+    if min_amount is not None:
+        filters.append("amount >= ?")
+        fparams.append(float(min_amount))
+    if max_amount is not None:
+        filters.append("amount <= ?")
+        fparams.append(float(max_amount))
+    filtered = f"SELECT * FROM ({base}) q" + (" WHERE " + " AND ".join(filters) if filters else "")
+    total = store.scalar(f"SELECT count(*) FROM ({filtered})", base_params + fparams)
+    rows = store.df(f"{filtered} ORDER BY score DESC, transaction_id LIMIT ? OFFSET ?",
+                    base_params + fparams + [int(limit), int(offset)])
+    return {"rows": rows, "total": int(total or 0), "verify": verify, "block": block}
+
+
+def queue_ids(store: Store, model_id: str, limit: int = 100, **filters) -> list[str]:
+    """The ids of the top of a filtered queue (for batch export)."""
+    return [str(x) for x in queue(store, model_id, limit=limit, **filters)["rows"]["transaction_id"]]

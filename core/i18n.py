@@ -544,3 +544,34 @@ ZH.update({
     "plot.cost": "成本", "plot.best_so_far": "当前最佳", "plot.tuning_title": "调优：各次试验的验证期平均精确率",
     "plot.trial": "试验", "plot.valid_ap": "验证期 AP", "plot.overlap_title": "规则重叠（同时命中的交易）",
 })
+
+
+# -- explanations, review, cases --------------------------------------------------------------------
+EN.update({
+    "reason.generic": "{feature}: {value}",
+    "reason.raises": "▲ {sentence}",
+    "reason.lowers": "▼ {sentence}",
+    "reason.rule": "rule fired: {name} ({expression})",
+})
+ZH.update({
+    "reason.generic": "{feature}：{value}",
+    "reason.raises": "▲ {sentence}",
+    "reason.lowers": "▼ {sentence}",
+    "reason.rule": "命中规则：{name}（{expression}）",
+})
+EN.update({
+    "plot.base_value": "Base value (average)", "plot.other_features": "{n} other features", "plot.model_output": "Model output",
+    "plot.waterfall_title": "Why this score: probability {score} (log-odds {margin})", "plot.log_odds": "Log-odds",
+    "plot.this_transaction": "This transaction", "plot.history_title": "The customer's last 30 days",
+    "plot.amount": "Amount", "plot.importance_title": "What drives the model: mean |SHAP|",
+    "plot.mean_abs_shap": "Mean |SHAP| (log-odds)", "plot.beeswarm_title": "SHAP values of sampled test transactions (colour: feature value, low blue / high red)",
+    "plot.shap_value": "SHAP value (log-odds)", "plot.dependence_title": "How {feature} moves the score",
+})
+ZH.update({
+    "plot.base_value": "基准值（平均）", "plot.other_features": "其他 {n} 个特征", "plot.model_output": "模型输出",
+    "plot.waterfall_title": "得分原因：概率 {score}（对数几率 {margin}）", "plot.log_odds": "对数几率",
+    "plot.this_transaction": "本笔交易", "plot.history_title": "该客户近 30 天交易",
+    "plot.amount": "金额", "plot.importance_title": "模型主要驱动因素：平均 |SHAP|",
+    "plot.mean_abs_shap": "平均 |SHAP|（对数几率）", "plot.beeswarm_title": "测试期抽样交易的 SHAP 值（颜色：特征值，低为蓝、高为红）",
+    "plot.shap_value": "SHAP 值（对数几率）", "plot.dependence_title": "{feature} 如何影响得分",
+})

@@ -170,11 +170,16 @@ def _load(store: Store, fs: dict, period: tuple[str, str] | None, split: Split |
         params += list(period)
     if labelled:
         where.append("label IS NOT NULL")
+    from .cases import label_sql
+    join, join_params = label_sql(fs["dataset_id"])
     if split is not None and split.method == "random":
         where.append(_random_part(split, part))
-    sql = (f"SELECT transaction_id, amount, CAST(timestamp AS DATE) AS day, label, {cols} FROM {fs['table']}"
-           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY timestamp, transaction_id")
-    df = store.df(sql, params)
+    # A conclusive review decision overrides the file's label (confirmed decisions as labels).
+    sql = (f"SELECT transaction_id, amount, CAST(timestamp AS DATE) AS day, coalesce(reviewed_label, label) AS label, "
+           f"{cols} FROM (SELECT * FROM {fs['table']} {join})"
+           + (" WHERE " + " AND ".join(where).replace("label IS NOT NULL", "coalesce(reviewed_label, label) IS NOT NULL")
+              if where else "") + " ORDER BY timestamp, transaction_id")
+    df = store.df(sql, join_params + params)
     X = df[names].copy()
     for f in fs["catalogue"]:
         if f["kind"] == "numeric":
@@ -623,6 +628,8 @@ def delete_model(store: Store, model_id: str, actor: str = "cli") -> None:
         cur.execute("DELETE FROM model_scores WHERE model_id = ?", [model_id])
         store.audit(cur, actor, "delete_model", "model", model_id, {"kind": model["kind"]}, model_id=model_id)
     (store.home / "models" / model["artifact"]).unlink(missing_ok=True)
+    from .explain import forget
+    forget(model_id)
 
 
 def load_artifact(store: Store, model: dict):

@@ -236,3 +236,98 @@ def rule_overlap(overlap, lang: str = "en") -> go.Figure:
     fig.update_layout(title=t("plot.overlap_title", lang), **{**LAYOUT, "height": 380})
     fig.update_yaxes(autorange="reversed")
     return fig
+
+
+def waterfall_items(explanation: dict, lang: str = "en", top: int = 10) -> list[tuple[str, float, str]]:
+    """Steps of a waterfall as (label, value, measure): the base value, the top contributions
+    by size (labels show feature values in original units), the rest summed into one step,
+    and the model's margin. Shared by the plotly chart and the PDF's matplotlib chart."""
+    from .explain import format_value
+    contributions = explanation["contributions"]
+    items = [(t("plot.base_value", lang), explanation["base_value"], "absolute")]
+    items += [(f"{c['feature']} = {format_value(c['value'])}", c["shap"], "relative") for c in contributions[:top]]
+    rest = contributions[top:]
+    if rest:
+        items.append((t("plot.other_features", lang, n=len(rest)), float(sum(c["shap"] for c in rest)), "relative"))
+    items.append((t("plot.model_output", lang), explanation["margin"], "total"))
+    return items
+
+
+def waterfall(explanation: dict, lang: str = "en", top: int = 10) -> go.Figure:
+    """Base value -> contributions -> the model's margin (log-odds), probability in the title."""
+    items = waterfall_items(explanation, lang, top)[::-1]
+    fig = go.Figure(go.Waterfall(orientation="h", y=[i[0] for i in items], x=[i[1] for i in items],
+                                 measure=[i[2] for i in items], increasing=dict(marker_color=FRAUD),
+                                 decreasing=dict(marker_color=NORMAL), totals=dict(marker_color="#555"),
+                                 text=[f"{i[1]:+.2f}" for i in items], textposition="outside",
+                                 connector=dict(line=dict(color="#bbb"))))
+    fig.update_layout(title=t("plot.waterfall_title", lang, score=f"{explanation['score']:.4f}",
+                              margin=f"{explanation['margin']:.2f}"),
+                      xaxis_title=t("plot.log_odds", lang), **{**LAYOUT, "height": 120 + 34 * len(items),
+                                                                "margin": dict(l=260, r=40, t=60, b=40)})
+    return fig
+
+
+def customer_history(frame, lang: str = "en") -> go.Figure:
+    """The customer's recent transactions (amount over time, by channel); this one highlighted."""
+    fig = go.Figure()
+    channel = frame["channel"].fillna("—") if "channel" in frame else None
+    groups = frame.groupby(channel) if channel is not None else [(t("plot.transactions", lang), frame)]
+    for name, part in groups:
+        fig.add_scatter(x=part["timestamp"], y=part["amount"], mode="markers", name=str(name), marker=dict(size=8),
+                        text=part["transaction_id"], hovertemplate="%{text}<br>%{x}<br>%{y:,.2f}<extra></extra>")
+    this = frame[frame["is_this"]]
+    fig.add_scatter(x=this["timestamp"], y=this["amount"], mode="markers", name=t("plot.this_transaction", lang),
+                    marker=dict(size=18, symbol="star", color=FRAUD, line=dict(color="black", width=1)))
+    fig.update_layout(title=t("plot.history_title", lang), yaxis_title=t("plot.amount", lang), **LAYOUT)
+    fig.update_yaxes(type="log")
+    return fig
+
+
+def shap_importance(importance, lang: str = "en", top: int = 20) -> go.Figure:
+    part = importance.head(top).iloc[::-1]
+    fig = go.Figure(go.Bar(x=part["mean_abs_shap"], y=part["feature"], orientation="h", marker_color=NORMAL))
+    fig.update_layout(title=t("plot.importance_title", lang), xaxis_title=t("plot.mean_abs_shap", lang),
+                      **{**LAYOUT, "height": max(360, 22 * len(part) + 120)})
+    return fig
+
+
+def shap_beeswarm(view: dict, lang: str = "en", top: int = 15, seed: int = 0) -> go.Figure:
+    """Each sampled transaction as a dot per feature: x its SHAP value, colour its feature value
+    (rank within the feature, low blue to high red)."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    features = list(view["importance"]["feature"].head(top))[::-1]
+    fig = go.Figure()
+    for i, name in enumerate(features):
+        shap_values = view["shap"][name].to_numpy()
+        raw = view["values"][name]
+        numeric = raw.dtype.kind in "biuf"
+        colour = (raw.rank(pct=True).fillna(0.5).to_numpy() if numeric else
+                  raw.astype("category").cat.codes.to_numpy() / max(raw.nunique(), 1))
+        fig.add_scatter(x=shap_values, y=i + rng.uniform(-0.3, 0.3, len(shap_values)), mode="markers",
+                        marker=dict(size=4, color=colour, colorscale="RdBu", reversescale=True, cmin=0, cmax=1,
+                                    opacity=0.7), name=name, showlegend=False,
+                        text=[f"{name} = {v}" for v in raw.astype(str)], hovertemplate="%{text}<br>SHAP %{x:.3f}<extra></extra>")
+    fig.update_layout(title=t("plot.beeswarm_title", lang), xaxis_title=t("plot.shap_value", lang),
+                      **{**LAYOUT, "height": max(400, 28 * len(features) + 120)})
+    fig.update_yaxes(tickvals=list(range(len(features))), ticktext=features)
+    fig.add_vline(x=0, line_color="#999")
+    return fig
+
+
+def shap_dependence(view: dict, feature: str, colour_by: str | None, lang: str = "en") -> go.Figure:
+    """SHAP value of a feature against its value, coloured by a second feature."""
+    raw = view["values"]
+    x = raw[feature]
+    colour = None
+    if colour_by and colour_by in raw:
+        c = raw[colour_by]
+        colour = c.rank(pct=True).to_numpy() if c.dtype.kind in "biuf" else c.astype("category").cat.codes.to_numpy()
+    fig = go.Figure(go.Scatter(x=x, y=view["shap"][feature], mode="markers",
+                               marker=dict(size=5, color=colour, colorscale="RdBu", reversescale=True, opacity=0.7,
+                                           showscale=colour is not None,
+                                           colorbar=dict(title=colour_by) if colour is not None else None)))
+    fig.update_layout(title=t("plot.dependence_title", lang, feature=feature), xaxis_title=feature,
+                      yaxis_title=t("plot.shap_value", lang), **LAYOUT)
+    return fig

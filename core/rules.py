@@ -508,18 +508,37 @@ def backtest(store: Store, fs: dict, rules: list[dict] | None = None, start=None
             "period": {"start": str(start) if start else None, "end": str(end) if end else None}}
 
 
+def fits(rule: dict, fs: dict) -> bool:
+    """Whether a rule's expression parses against this feature set's names."""
+    try:
+        parse(rule["expression"], _rule_columns(fs))
+        return True
+    except RuleSyntaxError:
+        return False
+
+
+def fired_for(store: Store, fs: dict, rules: list[dict], transaction_id: str) -> set[str]:
+    """Ids of the rules that fire on one transaction."""
+    compiled = _compiled(rules, fs)
+    if not compiled:
+        return set()
+    cols = ", ".join(f"{sql} AS {quote_ident(r['rule_id'])}" for r, sql, _ in compiled)
+    params = [p for _, _, ps in compiled for p in ps]
+    cur = store.cursor()
+    try:
+        res = cur.execute(f"SELECT {cols} FROM {fs['table']} WHERE CAST(transaction_id AS VARCHAR) = ?",
+                          params + [str(transaction_id)])
+        names = [d[0] for d in res.description]
+        row = res.fetchone()
+    finally:
+        cur.close()
+    return {n for n, v in zip(names, row or []) if v}
+
+
 def blocked_ids(store: Store, fs: dict, start=None, end=None) -> set:
     """Transaction ids in the period on which an enabled BLOCK rule fires. A rule that does
     not fit this feature set (a name it lacks) blocks nothing."""
-    names = _rule_columns(fs)
-
-    def fits(rule):
-        try:
-            parse(rule["expression"], names)
-            return True
-        except RuleSyntaxError:
-            return False
-    blocking = [r for r in current_rules(store, include_disabled=False) if r["action"] == "BLOCK" and fits(r)]
+    blocking = [r for r in current_rules(store, include_disabled=False) if r["action"] == "BLOCK" and fits(r, fs)]
     if not blocking:
         return set()
     ev = evaluate(store, fs, blocking, start, end)

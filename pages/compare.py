@@ -102,17 +102,25 @@ with tab_train:
     st.caption(tr("compare.confirmed_labels", n=f"{confirmed:,}"))
     kinds = [kind_options[c] for c in chosen if c in kind_options]
     state_key = f"train_job_{ds['id']}"
-    if st.button(tr("compare.train"), type="primary", disabled=not kinds, key="train_start") or state_key in st.session_state:
+    if st.button(tr("compare.train"), type="primary", disabled=not kinds, key="train_start"):
+        st.session_state.pop("train_message", None)
+        st.session_state[state_key + "_requested"] = True
+    if st.session_state.get(state_key + "_requested"):
         finished = run_job(state_key, f"train:{ds['id']}", tr("compare.training", name=ds["name"]),
                            lambda progress: models.train(db, ds["name"], kinds, int(trials), imbalance, split=split,
                                                          time_budget=float(budget) or None,
                                                          actor=reviewer() or "app", progress=progress))
         if finished is not None:
+            st.session_state.pop(state_key + "_requested", None)
             if finished.status == "failed":
-                st.error(tr("common.error", error=finished.error))
+                st.session_state["train_message"] = ("error", tr("common.error", error=finished.error))
             else:
                 st.session_state["compare_run"] = finished.result["run_id"]
-                st.success(tr("compare.trained", n=len(finished.result["models"]), run=finished.result["run_id"]))
+                st.session_state["train_message"] = ("success", tr("compare.trained", n=len(finished.result["models"]),
+                                                                   run=finished.result["run_id"]))
+    if "train_message" in st.session_state:
+        level, message = st.session_state["train_message"]
+        (st.error if level == "error" else st.success)(message)
 
 # -- results of a run --------------------------------------------------------------------------------
 registry = models.list_models(db, ds["name"])

@@ -50,3 +50,18 @@ def db_fingerprint(home: Path) -> tuple:
         return tuple(tables), tuple(datasets), rejects, audit
     finally:
         con.close()
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """The shipped demo data trained with every kind (few trials, SMOTE forced on the tuned
+    model). Uses the process-wide store, so the app (AppTest) sees the same database."""
+    from core import models
+    from core.ingest import ingest
+    from core.sample import DEMO_FILE
+    from core.store import open_store
+    home = tmp_path_factory.mktemp("trained")
+    store = open_store(home)
+    ingest(store, DEMO_FILE, "demo")
+    result = models.train(store, "demo", kinds=models.KINDS, trials=3, imbalance="smote")
+    return store, result

@@ -6,7 +6,7 @@ from conftest import ROOT
 from core import jobs
 
 APP = str(ROOT / "app.py")
-PAGES = ["pages/data.py", "pages/explore.py"]
+PAGES = ["pages/data.py", "pages/explore.py", "pages/rules.py", "pages/compare.py"]
 
 
 def run_app(lang="en", page=None):
@@ -77,3 +77,68 @@ def test_explore_builds_features_and_renders_every_tab(demo_workspace, lang):
     assert at.selectbox(key="explore_feature").value == "amount_to_mean_30d"
     at.toggle(key="explore_log").set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
+
+
+@pytest.fixture
+def trained_app(trained, monkeypatch):
+    store, result = trained
+    monkeypatch.setenv("RISKDESK_HOME", str(store.home))
+    return store, result
+
+
+def test_compare_page_leaderboard_threshold_and_cost(trained_app):
+    store, result = trained_app
+    at = run_app("en", "pages/compare.py")
+    assert not at.exception, [e.value for e in at.exception]
+    board = next(df.value for df in at.dataframe if "average_precision" in df.value.columns)
+    assert len(board) == len(result["models"])
+    assert list(board["average_precision"]) == sorted(board["average_precision"], reverse=True)
+    assert [b.label for b in at.get("download_button")][:1] == ["Download the leaderboard (CSV)"]
+    # threshold slider drives the confusion matrix figures; the cost panel can set it
+    model_id = at.selectbox(key="threshold_model").value
+    at.slider(key=f"thr_{model_id}").set_value(0.0).run()
+    alerts = next(m for m in at.metric if m.label == "Alerts")
+    assert alerts.value.replace(",", "") == str(board.loc[board["model_id"] == model_id, "test_rows"].iloc[0])
+    at.button(key="use_suggested").click().run()
+    suggested = float(next(m for m in at.metric if m.label == "Suggested threshold").value)
+    assert at.slider(key=f"thr_{model_id}").value == pytest.approx(suggested, rel=1e-3)
+    bands = next(df.value for df in at.dataframe if "band" in df.value.columns)
+    assert list(bands["band"]) == ["PASS", "VERIFY", "BLOCK"] and bands["share"].sum() == pytest.approx(1.0)
+    # a random split asks for it explicitly and warns
+    at.radio(key="split_method").set_value("random").run()
+    assert any("Random split" in w.value for w in at.warning)
+
+
+def test_compare_page_trains_in_the_background(trained_app):
+    store, result = trained_app
+    at = run_app("zh", "pages/compare.py")
+    at.multiselect(key="train_kinds_zh").set_value(["规则集"]).run()
+    at.button(key="train_start").click().run()
+    finish_jobs(at)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("已训练 1 个模型" in s.value for s in at.success)
+    assert len({m["run_id"] for m in store.dicts("SELECT run_id FROM models")}) == 2
+
+
+def test_rules_page_parse_error_new_version_and_backtest(trained_app):
+    store, _ = trained_app
+    at = run_app("en", "pages/rules.py")
+    at.session_state["reviewer_name"] = "alice"   # what the sidebar box mirrors
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    before = next(m for m in at.metric if m.label == "Hits").value
+    at.selectbox(key="rules_choice").set_value("R001").run()
+    version = store.scalar("SELECT max(version) FROM rules WHERE rule_id = 'R001'")
+    expr_key = f"rule_expr_R001_{version}"
+    at.text_area(key=expr_key).set_value("amount_zscore_30d > > 3").run()
+    assert any("Column 21" in e.value for e in at.error)
+    assert any(c.value.endswith("^") for c in at.code)
+    assert at.button(key="rule_save").disabled
+    at.text_area(key=expr_key).set_value("amount_zscore_30d > 1").run()
+    assert not at.error and not at.button(key="rule_save").disabled
+    at.button(key="rule_save").click().run()
+    assert store.scalar("SELECT max(version) FROM rules WHERE rule_id = 'R001'") == version + 1
+    assert store.scalar("SELECT author FROM rules WHERE rule_id = 'R001' ORDER BY version DESC LIMIT 1") == "alice"
+    after = next(m for m in at.metric if m.label == "Hits").value
+    assert after != before
