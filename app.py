@@ -1,7 +1,7 @@
 """riskdesk: the Streamlit entry point (navigation and sidebar state)."""
 import streamlit as st
 
-from ui import dataset_picker, language_picker, reviewer_box, tr
+from ui import dataset_picker, language_picker, model_picker, reviewer_box, tr
 
 st.set_page_config(page_title="riskdesk", page_icon=":material/shield:", layout="wide")
 
@@ -14,8 +14,10 @@ pages = [
     st.Page("pages/explore.py", title=tr("nav.explore"), icon=":material/query_stats:", url_path="explore"),
     st.Page("pages/rules.py", title=tr("nav.rules"), icon=":material/rule:", url_path="rules"),
     st.Page("pages/compare.py", title=tr("nav.compare"), icon=":material/leaderboard:", url_path="compare"),
+    st.Page("pages/queue.py", title=tr("nav.queue"), icon=":material/checklist:", url_path="queue"),
+    st.Page("pages/case.py", title=tr("nav.case"), icon=":material/search:", url_path="case"),
 ]
 navigation = st.navigation(pages)
-dataset_picker()
+model_picker(dataset_picker())
 reviewer_box()
 navigation.run()

@@ -137,3 +137,42 @@ def reviewer_box() -> None:
         st.session_state["reviewer"] = st.session_state["reviewer_name"]
     st.sidebar.text_input(tr("sidebar.reviewer"), key="reviewer", max_chars=80, help=tr("sidebar.reviewer_help"))
     st.session_state["reviewer_name"] = st.session_state["reviewer"]
+
+
+def model_picker(ds: dict | None) -> dict | None:
+    """Sidebar choice of the model used for explanations and the review queue (models of the
+    active dataset, newest first); returns its registry entry."""
+    from core.explain import EXPLAINABLE
+    from core.models import list_models
+    if ds is None:
+        return None
+    items = [m for m in list_models(store(), ds["name"]) if m["kind"] in EXPLAINABLE]
+    if not items:
+        st.sidebar.caption(tr("sidebar.no_models"))
+        return None
+    ids = [m["model_id"] for m in items]
+    wanted = st.session_state.get("model") or st.session_state.get("active_model")
+    if wanted not in ids:
+        preferred = [m["model_id"] for m in items if m["kind"] == "tuned"] or ids
+        st.session_state["model"] = preferred[0]
+    elif "model" not in st.session_state:
+        st.session_state["model"] = wanted
+    st.sidebar.selectbox(tr("sidebar.model"), ids, key="model")
+    st.session_state["active_model"] = st.session_state["model"]
+    return next(m for m in items if m["model_id"] == st.session_state["model"])
+
+
+def active_model() -> dict | None:
+    """The sidebar's model (or the newest explainable model of the active dataset)."""
+    from core.errors import RiskdeskError
+    from core.explain import EXPLAINABLE
+    from core.models import get_model, list_models
+    model_id = st.session_state.get("model") or st.session_state.get("active_model")
+    if model_id:
+        try:
+            return get_model(store(), model_id)
+        except RiskdeskError:
+            pass
+    ds = active_dataset()
+    items = [m for m in list_models(store(), ds["name"]) if m["kind"] in EXPLAINABLE] if ds else []
+    return items[0] if items else None

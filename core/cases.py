@@ -72,16 +72,25 @@ def history(store: Store, dataset_id: int, transaction_id: str) -> list[dict]:
     return rows
 
 
+def is_scored(store: Store, model_id: str) -> bool:
+    return bool(store.scalar("SELECT count(*) FROM model_scores WHERE model_id = ? AND part = 'all'", [model_id]))
+
+
+def revision(store: Store, dataset_id: int) -> int:
+    """Changes whenever a decision is recorded on the dataset (a cache key)."""
+    return int(store.scalar("SELECT count(*) FROM decisions WHERE dataset_id = ?", [dataset_id]) or 0)
+
+
 def ensure_scored(store: Store, model_id: str, progress=None) -> None:
     """Score every transaction of the model's dataset once (kept as part 'all' in model_scores)."""
     from . import models
-    if store.scalar("SELECT count(*) FROM model_scores WHERE model_id = ? AND part = 'all'", [model_id]):
+    if is_scored(store, model_id):
         return
     model = models.get_model(store, model_id)
     frame = models.score(store, model_id, progress=progress)[["transaction_id", "score"]]
     frame["transaction_id"] = frame["transaction_id"].astype(str)
     with store.write() as cur:
-        if cur.execute("SELECT count(*) FROM model_scores WHERE model_id = ? AND part = 'all'", [model_id]).fetchone()[0]:
+        if cur.execute("SELECT count(*) FROM model_scores WHERE model_id = ? AND part = 'all'", [model_id]).fetchall()[0][0]:
             return
         cur.register("all_scores", frame)
         cur.execute("INSERT INTO model_scores SELECT ?, 'all', transaction_id, score FROM all_scores", [model_id])
@@ -113,7 +122,7 @@ def queue(store: Store, model_id: str, start=None, end=None, bands=None, rule: s
     fired_params = [p for r, _, ps in compiled for p in [*ps, r["rule_id"]]]
     block_rule = " OR ".join(f"coalesce({sql}, false)" for r, sql, _ in compiled if r["action"] == "BLOCK") or "false"
     block_params = [p for r, _, ps in compiled if r["action"] == "BLOCK" for p in ps]
-    fired = f"list_filter([{', '.join(fired_cols)}], x -> x IS NOT NULL)" if fired_cols else "[]::VARCHAR[]"
+    fired = f"list_filter([{', '.join(fired_cols)}], lambda x: x IS NOT NULL)" if fired_cols else "[]::VARCHAR[]"
     block_value = "'Infinity'::DOUBLE" if block is None else "?"
     where, params = [], []
     if start:

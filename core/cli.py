@@ -143,6 +143,16 @@ def cmd_score(args) -> dict:
     return result
 
 
+def cmd_explain(args) -> dict:
+    from .report import write_case
+    from .store import open_store
+
+    result = write_case(open_store(), args.model, args.transaction, args.out, args.format, args.dataset, args.lang)
+    result["_text"] = (f"case {result['transaction_id']}: score {result['score']:.4f}, {result['decision']}; "
+                       f"{result['format'].upper()} written to {result['out']} (content SHA-256 {result['content_sha256']})")
+    return result
+
+
 def cmd_demo(args) -> dict:
     from .sample import load_demo
     from .store import open_store
@@ -208,6 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="FILE.csv or FILE.parquet")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("explain", help="explain one transaction and export the case (PDF, HTML or JSON)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--transaction", required=True, metavar="TXID")
+    p.add_argument("--dataset", help="default: the model's training dataset")
+    p.add_argument("--format", choices=["pdf", "html", "json"], help="default: from --out's extension")
+    p.add_argument("--lang", choices=["en", "zh"], default="en")
+    p.add_argument("--out", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("demo", help="load the shipped demo data unless it is already loaded")
     p.add_argument("--json", action="store_true")
