@@ -121,7 +121,7 @@ def to_html(record: dict, plotly_js: str | bool = True) -> bytes:
     metrics = m["test_metrics"]
     page = f"""<!DOCTYPE html>
 <html lang="{'zh-CN' if lang == 'zh' else 'en'}"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data:">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'self' file: 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data:; font-src data:">
 <title>{tr('case.title')} {escape(record['transaction_id'])}</title>
 <style>body{{font-family:system-ui,"Noto Sans CJK SC",sans-serif;margin:2em;max-width:1100px;color:#222}}
 table{{border-collapse:collapse;margin:0.5em 0 1.5em}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}
@@ -155,8 +155,13 @@ def _num(value) -> str:
 
 # -- PDF ---------------------------------------------------------------------------------------------
 
+# Punctuation the core PDF fonts lack, as Latin-1; other text outside Latin-1 needs the CJK font.
+_LATIN = str.maketrans({"–": "-", "—": "-", "…": "...", "▲": "+", "▼": "-", "‘": "'", "’": "'", "“": '"', "”": '"',
+                        "≥": ">=", "≤": "<=", "→": "->"})
+
+
 def _needs_cjk(record: dict) -> bool:
-    text = json.dumps(record, ensure_ascii=False)
+    text = json.dumps(record, ensure_ascii=False).translate(_LATIN)
     return any(ord(ch) > 0xFF for ch in text)
 
 
@@ -234,7 +239,7 @@ def to_pdf(record: dict) -> bytes:
         def footer(self):
             self.set_y(-12)
             self.set_font(family, size=7)
-            self.cell(0, 5, f"{t('case.content_sha', lang)}: {record['content_sha256']}   ·   {self.page_no()}",
+            self.cell(0, 5, f"{t('case.content_sha', lang)}: {record['content_sha256']}   -   {self.page_no()}",
                       align="C")
 
     pdf = Report(format="A4")
@@ -248,7 +253,7 @@ def to_pdf(record: dict) -> bytes:
     width = pdf.w - pdf.l_margin - pdf.r_margin
 
     def text(s: str) -> str:
-        return s if cjk else s.encode("latin-1", "replace").decode("latin-1")
+        return s if cjk else s.translate(_LATIN).encode("latin-1", "replace").decode("latin-1")
 
     def heading(s: str, size: int = 12):
         pdf.set_font(family, size=size, style="" if cjk else "B")

@@ -83,7 +83,7 @@ with tab_queue:
     st.dataframe(rows, hide_index=True, width="stretch", column_config={
         "transaction_id": tr("role.transaction_id"), "timestamp": tr("role.timestamp"),
         "customer_id": tr("role.customer_id"), "amount": st.column_config.NumberColumn(tr("role.amount"), format="%.2f"),
-        "label": tr("case.label"), "score": st.column_config.ProgressColumn(tr("case.score"), min_value=0.0,
+        "label": tr("case.label"), "score": st.column_config.ProgressColumn(tr("plot.score"), min_value=0.0,
                                                                             max_value=float(max(rows["score"].max(), 1.0)) if len(rows) else 1.0,
                                                                             format="%.4f"),
         "rules_fired": tr("case.rules"), "band": tr("compare.col.band"), "outcome": tr("queue.outcome"),
