@@ -255,16 +255,17 @@ def waterfall_items(explanation: dict, lang: str = "en", top: int = 10) -> list[
 
 def waterfall(explanation: dict, lang: str = "en", top: int = 10) -> go.Figure:
     """Base value -> contributions -> the model's margin (log-odds), probability in the title."""
-    items = waterfall_items(explanation, lang, top)[::-1]
+    items = waterfall_items(explanation, lang, top)   # in order: plotly sums steps in array order
     fig = go.Figure(go.Waterfall(orientation="h", y=[i[0] for i in items], x=[i[1] for i in items],
-                                 measure=[i[2] for i in items], increasing=dict(marker_color=FRAUD),
-                                 decreasing=dict(marker_color=NORMAL), totals=dict(marker_color="#555"),
-                                 text=[f"{i[1]:+.2f}" for i in items], textposition="outside",
+                                 measure=[i[2] for i in items], increasing=dict(marker=dict(color=FRAUD)),
+                                 decreasing=dict(marker=dict(color=NORMAL)), totals=dict(marker=dict(color="#555")),
+                                 base=0, text=[f"{i[1]:+.2f}" for i in items], textposition="auto",
                                  connector=dict(line=dict(color="#bbb"))))
     fig.update_layout(title=t("plot.waterfall_title", lang, score=f"{explanation['score']:.4f}",
                               margin=f"{explanation['margin']:.2f}"),
                       xaxis_title=t("plot.log_odds", lang), **{**LAYOUT, "height": 120 + 34 * len(items),
                                                                 "margin": dict(l=260, r=40, t=60, b=40)})
+    fig.update_yaxes(autorange="reversed")
     return fig
 
 

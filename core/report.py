@@ -167,7 +167,7 @@ def _needs_cjk(record: dict) -> bool:
 
 def _png(fig) -> io.BytesIO:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=100)   # fixed margins: a "tight" bbox costs a second draw
     buf.seek(0)
     return buf
 
@@ -203,10 +203,13 @@ def waterfall_png(record: dict) -> io.BytesIO:
     ax.set_title(t("plot.waterfall_title", record["language"], score=f"{record['score']:.4f}",
                    margin=f"{record['margin']:.2f}"), fontsize=9)
     ax.tick_params(axis="x", labelsize=7)
+    height = fig.get_figheight()
+    fig.subplots_adjust(left=0.36, right=0.93, top=1 - 0.45 / height, bottom=0.55 / height)
     return _png(fig)
 
 
 def history_png(record: dict) -> io.BytesIO | None:
+    import pandas as pd
     from matplotlib.figure import Figure
     frame = _history_frame(record)
     if frame.empty:
@@ -225,7 +228,12 @@ def history_png(record: dict) -> io.BytesIO | None:
     ax.set_ylabel(t("plot.amount", record["language"]), fontsize=8)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=6, loc="upper left", ncol=4)
-    fig.autofmt_xdate()
+    if frame["timestamp"].max() - frame["timestamp"].min() >= pd.Timedelta(days=1):
+        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+        locator = AutoDateLocator(maxticks=6)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    fig.subplots_adjust(left=0.1, right=0.98, top=0.88, bottom=0.16)
     return _png(fig)
 
 
@@ -271,7 +279,7 @@ def to_pdf(record: dict) -> bytes:
     line(f"{t('case.generated', lang)}: {record['generated_at']}")
     heading(t("case.reasons", lang))
     for r in record["reasons"]:
-        line(f"- {r.lstrip('▲▼ ')}")
+        line(r)
     if record["contributions"]:
         pdf.image(waterfall_png(record), x=pdf.l_margin, w=width * 0.95)
     picture = history_png(record)

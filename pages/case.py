@@ -49,9 +49,9 @@ except RiskdeskError as exc:
 tx = e["transaction"]
 decisions = cases.history(db, ds["id"], txid)
 m = st.columns(6)
-m[0].metric(tr("case.score"), f"{e['score']:.4f}", help=tr("case.score_help"))
+m[0].metric(tr("plot.score"), f"{e['score']:.4f}", help=tr("case.score_help"))
 m[1].metric(tr("case.decision"), tr(f"band.{e['decision']}"))
-m[2].metric(tr("case.margin"), f"{e['margin']:.3f}", help=tr("case.margin_help", base=f"{e['base_value']:.3f}"))
+m[2].metric(tr("plot.log_odds"), f"{e['margin']:.3f}", help=tr("case.margin_help", base=f"{e['base_value']:.3f}"))
 m[3].metric(tr("role.amount"), explain.format_value(tx.get("amount")))
 label = tx.get("label")
 m[4].metric(tr("case.label"), "—" if label is None else tr("plot.fraud") if label == 1 else tr("plot.normal"))

@@ -25,6 +25,10 @@ def free_port():
 
 @pytest.fixture
 def server(tmp_path):
+    yield from _serve(tmp_path)
+
+
+def _serve(tmp_path):
     assert os.path.exists(CHROMIUM), "Debian's chromium is required (apt-get install chromium); see .ci/run"
     port = free_port()
     env = {**os.environ, "RISKDESK_HOME": str(tmp_path / "ws"), "RISKDESK_THREADS": "1"}
@@ -97,3 +101,70 @@ def test_load_demo_and_upload_gbk(page):
     pg.get_by_role("tab", name="特征排名").wait_for()
     pg.wait_for_timeout(2000)
     pg.screenshot(path=str(SHOTS / "explore_zh.png"), full_page=True)
+
+
+@pytest.fixture
+def demo_server(tmp_path):
+    """The app on a workspace that already holds the demo data (loaded through the CLI)."""
+    env = {**os.environ, "RISKDESK_HOME": str(tmp_path / "ws")}
+    subprocess.run([sys.executable, "-m", "core", "demo"], cwd=ROOT, env=env, check=True, capture_output=True)
+    yield from _serve(tmp_path)
+
+
+@pytest.fixture
+def demo_page(demo_server):
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        yield pg, demo_server
+        browser.close()
+
+
+def test_train_explain_decide_and_export(demo_page):
+    import csv
+    from pypdf import PdfReader
+    pg, (url, tmp) = demo_page
+    SHOTS.mkdir(exist_ok=True)
+    pg.goto(url + "/compare")
+    sidebar = pg.locator('section[data-testid="stSidebar"]')
+    pg.get_by_role("heading", name="Compare models").wait_for(timeout=120_000)
+    pg.get_by_text("Transactions and fraud rate per day").wait_for(timeout=120_000)
+    trials = pg.get_by_label("Trials", exact=True)
+    trials.fill("2")
+    trials.press("Enter")
+    pg.wait_for_timeout(1000)
+    pg.get_by_role("button", name="Train and compare").click()
+    pg.get_by_text("Trained 3 models").wait_for(timeout=300_000)
+    pg.get_by_role("tab", name="Leaderboard").click()
+    pg.get_by_role("button", name="Download the leaderboard (CSV)").wait_for()
+    pg.wait_for_timeout(1500)
+    pg.screenshot(path=str(SHOTS / "compare_leaderboard_en.png"), full_page=True)
+
+    # the reviewer's name, then a fraud of the test period by id (a search box, not a dropdown)
+    name = sidebar.get_by_label("Your name", exact=True)
+    name.fill("alice")
+    name.press("Enter")
+    with open(ROOT / "sample_data" / "demo_transactions.csv", encoding="utf-8") as f:
+        txid = next(r["trans_id"] for r in csv.DictReader(f) if r["label"] == "1" and r["trans_time"] >= "2024-04-20")
+    sidebar.get_by_role("link", name="Transaction").click()
+    box = pg.get_by_label("Transaction id", exact=True)
+    box.wait_for(timeout=60_000)
+    box.fill(txid)
+    box.press("Enter")
+    pg.get_by_text("Why this score").first.wait_for(timeout=120_000)
+    pg.get_by_text("Why it scored this way").wait_for()
+    pg.wait_for_timeout(1500)
+    pg.screenshot(path=str(SHOTS / "case_en.png"), full_page=True)
+
+    pg.get_by_text("Confirmed fraud", exact=True).click()
+    pg.get_by_label("Note", exact=True).fill("called the customer: not them <b>really</b>")
+    pg.get_by_role("button", name="Record decision").click()
+    pg.get_by_text("Decision #1 recorded.").wait_for(timeout=60_000)
+
+    with pg.expect_download(timeout=120_000) as download:
+        pg.get_by_role("button", name="PDF").click()
+    path = tmp / "case.pdf"
+    download.value.save_as(path)
+    text = "".join(p.extract_text() for p in PdfReader(str(path)).pages)
+    assert txid in text and "alice" in text and "Confirmed fraud" in text
