@@ -176,3 +176,14 @@ def active_model() -> dict | None:
     ds = active_dataset()
     items = [m for m in list_models(store(), ds["name"]) if m["kind"] in EXPLAINABLE] if ds else []
     return items[0] if items else None
+
+
+def dataset_and_model_or_stop() -> tuple[dict, dict]:
+    """The active dataset and sidebar model, with the caption naming them; stops the page with
+    a hint when there is no trained model yet."""
+    ds, model = active_dataset(), active_model()
+    if ds is None or model is None:
+        st.info(tr("case.no_model"))
+        st.stop()
+    st.caption(tr("case.page_caption", model=model["model_id"], kind=tr(f"kind.{model['kind']}"), dataset=ds["name"]))
+    return ds, model

@@ -124,13 +124,7 @@ def queue(store: Store, model_id: str, start=None, end=None, bands=None, rule: s
     block_params = [p for r, _, ps in compiled if r["action"] == "BLOCK" for p in ps]
     fired = f"list_filter([{', '.join(fired_cols)}], lambda x: x IS NOT NULL)" if fired_cols else "[]::VARCHAR[]"
     block_value = "'Infinity'::DOUBLE" if block is None else "?"
-    where, params = [], []
-    if start:
-        where.append("CAST(f.timestamp AS DATE) >= ?")
-        params.append(str(start))
-    if end:
-        where.append("CAST(f.timestamp AS DATE) <= ?")
-        params.append(str(end))
+    where, params = rules_mod.period_sql(start, end)
     base = f"""
         WITH scored AS (
             SELECT f.transaction_id, f.timestamp, f.customer_id, f.amount, f.label, s.score,
@@ -142,7 +136,7 @@ def queue(store: Store, model_id: str, start=None, end=None, bands=None, rule: s
                         ELSE (CASE WHEN f.label = 1 THEN 'FN' ELSE 'TN' END) END AS outcome
             FROM {fs['table']} f JOIN model_scores s
               ON s.model_id = ? AND s.part = 'all' AND s.transaction_id = CAST(f.transaction_id AS VARCHAR)
-            {"WHERE " + " AND ".join(where) if where else ""}
+            {where}
         ), latest AS (
             SELECT transaction_id, arg_max(decision, decision_id) AS review, max(decided_at) AS reviewed_at,
                    count(*) AS decisions

@@ -436,7 +436,7 @@ def _compiled(rules: list[dict], fs: dict) -> list[tuple[dict, str, list]]:
     return out
 
 
-def _period_sql(start, end) -> tuple[str, list]:
+def period_sql(start, end) -> tuple[str, list]:
     clauses, params = [], []
     if start:
         clauses.append("CAST(timestamp AS DATE) >= ?")
@@ -452,7 +452,7 @@ def evaluate(store: Store, fs: dict, rules: list[dict], start=None, end=None, ex
     scores of rules fired) and the rule decision (BLOCK if a BLOCK rule fired, else VERIFY if
     any rule fired, else PASS). Returns a DataFrame in time order."""
     compiled = _compiled(rules, fs)
-    where, wparams = _period_sql(start, end)
+    where, wparams = period_sql(start, end)
     fired = [f"{sql} AS {quote_ident(r['rule_id'])}" for r, sql, _ in compiled]
     params = [p for _, _, ps in compiled for p in ps]
     score = " + ".join(f"CASE WHEN {quote_ident(r['rule_id'])} THEN {float(r['score'])!r} ELSE 0 END"

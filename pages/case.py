@@ -6,17 +6,12 @@ from core import cases, explain, plots, report
 from core import rules as rules_mod
 from core.errors import RiskdeskError
 from core.i18n import t
-from ui import active_dataset, active_model, lang, reviewer, store, tr
+from ui import dataset_and_model_or_stop, lang, reviewer, store, tr
 
 db = store()
 st.title(tr("case.page_title"))
 
-ds = active_dataset()
-model = active_model()
-if ds is None or model is None:
-    st.info(tr("case.no_model"))
-    st.stop()
-st.caption(tr("case.page_caption", model=model["model_id"], kind=tr(f"kind.{model['kind']}"), dataset=ds["name"]))
+ds, model = dataset_and_model_or_stop()
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -7,21 +7,15 @@ import streamlit as st
 
 from core import cases, explain, plots, report
 from core import rules as rules_mod
-from core.errors import RiskdeskError
 from core.export import safe_csv_bytes
-from ui import active_dataset, active_model, lang, run_job, store, tr
+from ui import dataset_and_model_or_stop, lang, run_job, store, tr
 
 db = store()
 st.title(tr("queue.title"))
 st.caption(tr("queue.intro"))
 
-ds = active_dataset()
-model = active_model()
-if ds is None or model is None:
-    st.info(tr("case.no_model"))
-    st.stop()
+ds, model = dataset_and_model_or_stop()
 model_id = model["model_id"]
-st.caption(tr("case.page_caption", model=model_id, kind=tr(f"kind.{model['kind']}"), dataset=ds["name"]))
 
 if not cases.is_scored(db, model_id):
     finished = run_job(f"score_job_{model_id}", f"score:{model_id}", tr("queue.scoring", model=model_id),
@@ -36,11 +30,6 @@ if not cases.is_scored(db, model_id):
 @st.cache_data(show_spinner=False, max_entries=128)
 def cached_queue(model_id: str, filters: tuple, page: int, size: int, rules_revision: str, decisions: int):
     return cases.queue(db, model_id, limit=size, offset=page * size, **dict(filters))
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def cached_global(model_id: str, sample: int):
-    return explain.global_view(db, model_id, sample)
 
 
 tab_queue, tab_global = st.tabs([tr("queue.tab.queue"), tr("queue.tab.global")])
@@ -137,12 +126,19 @@ with tab_global:
         st.info(tr("case.rules_model"))
         st.stop()
     sample = st.select_slider(tr("queue.sample"), [500, 1000, 2000, 5000, 10000], value=2000, key="global_sample")
-    try:
-        with st.spinner(tr("queue.explaining", n=sample)):
-            view = cached_global(model_id, sample)
-    except RiskdeskError as exc:
-        st.error(tr("common.error", error=exc))
-        st.stop()
+    views = st.session_state.setdefault("global_views", {})
+    if (model_id, sample) not in views:
+        # SHAP on many rows runs in the background, in chunks, with progress.
+        finished = run_job(f"global_job_{model_id}_{sample}", f"global:{model_id}:{sample}",
+                           tr("queue.explaining", n=sample),
+                           lambda progress: explain.global_view(db, model_id, sample, progress=progress))
+        if finished is None:
+            st.stop()
+        if finished.status == "failed":
+            st.error(tr("common.error", error=finished.error))
+            st.stop()
+        views[(model_id, sample)] = finished.result
+    view = views[(model_id, sample)]
     st.caption(tr("queue.global_caption", n=f"{view['rows']:,}"))
     c1, c2 = st.columns(2)
     c1.plotly_chart(plots.shap_importance(view["importance"], lang()), width="stretch")

@@ -6,7 +6,8 @@ from conftest import ROOT
 from core import jobs
 
 APP = str(ROOT / "app.py")
-PAGES = ["pages/data.py", "pages/explore.py", "pages/rules.py", "pages/compare.py"]
+PAGES = ["pages/data.py", "pages/explore.py", "pages/rules.py", "pages/compare.py", "pages/queue.py",
+         "pages/case.py"]
 
 
 def run_app(lang="en", page=None):
@@ -142,3 +143,33 @@ def test_rules_page_parse_error_new_version_and_backtest(trained_app):
     assert store.scalar("SELECT author FROM rules WHERE rule_id = 'R001' ORDER BY version DESC LIMIT 1") == "alice"
     after = next(m for m in at.metric if m.label == "Hits").value
     assert after != before
+
+
+def test_queue_and_case_pages(trained_app):
+    store, result = trained_app
+    tuned = next(m for m in result["models"] if m["kind"] == "tuned")
+    at = run_app("en", "pages/queue.py")
+    finish_jobs(at)                      # scoring every transaction runs in the background once
+    assert not at.exception, [e.value for e in at.exception]
+    queue = next(df.value for df in at.dataframe if "score" in df.value.columns)
+    assert len(queue) == 50 and list(queue["score"]) == sorted(queue["score"], reverse=True)
+    assert any(c.value.startswith(f"{tuned['metrics']['test']['rows']:,} transactions") for c in at.caption)
+    at.multiselect(key="queue_bands_en").set_value(["BLOCK"]).run()
+    blocked = next(df.value for df in at.dataframe if "score" in df.value.columns)
+    assert set(blocked["band"]) == {"BLOCK"}
+    top = str(blocked["transaction_id"].iloc[0])
+    at.button(key="queue_open").click().run()     # opens the transaction view on the chosen id
+    assert not at.exception, [e.value for e in at.exception]
+
+    at = run_app("zh", "pages/case.py")
+    at.session_state["reviewer_name"] = "王审核"
+    at.text_input(key="case_txid").set_value(top).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert next(m for m in at.metric if m.label == "决策").value == "拦截"
+    assert any(md.value.startswith("- ▲") for md in at.markdown)
+    at.radio(key="decision_choice").set_value("confirmed_fraud")
+    at.text_area(key="decision_note").set_value("客户确认非本人操作")
+    at.button[[b.label for b in at.button].index("记录决定")].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    rows = store.dicts("SELECT * FROM decisions WHERE transaction_id = ? AND reviewer = '王审核'", [top])
+    assert len(rows) == 1 and rows[0]["decision"] == "confirmed_fraud" and rows[0]["model_id"] == tuned["model_id"]
