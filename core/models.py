@@ -164,21 +164,21 @@ def _load(store: Store, fs: dict, period: tuple[str, str] | None, split: Split |
           labelled: bool = True) -> Frame:
     names = feature_names(fs)
     cols = ", ".join(quote_ident(n) for n in names)
+    from .cases import label_sql
+    # A conclusive review decision overrides the file's label (confirmed decisions as labels).
+    join, join_params = label_sql(fs["dataset_id"])
+    label = "coalesce(reviewed_label, label)"
     where, params = [], []
     if period:
         where.append("CAST(timestamp AS DATE) BETWEEN ? AND ?")
         params += list(period)
     if labelled:
-        where.append("label IS NOT NULL")
-    from .cases import label_sql
-    join, join_params = label_sql(fs["dataset_id"])
+        where.append(f"{label} IS NOT NULL")
     if split is not None and split.method == "random":
         where.append(_random_part(split, part))
-    # A conclusive review decision overrides the file's label (confirmed decisions as labels).
-    sql = (f"SELECT transaction_id, amount, CAST(timestamp AS DATE) AS day, coalesce(reviewed_label, label) AS label, "
-           f"{cols} FROM (SELECT * FROM {fs['table']} {join})"
-           + (" WHERE " + " AND ".join(where).replace("label IS NOT NULL", "coalesce(reviewed_label, label) IS NOT NULL")
-              if where else "") + " ORDER BY timestamp, transaction_id")
+    sql = (f"SELECT transaction_id, amount, CAST(timestamp AS DATE) AS day, {label} AS label, {cols} "
+           f"FROM (SELECT * FROM {fs['table']} {join})"
+           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY timestamp, transaction_id")
     df = store.df(sql, join_params + params)
     X = df[names].copy()
     for f in fs["catalogue"]:
