@@ -564,7 +564,7 @@ EN.update({
     "plot.waterfall_title": "Why this score: probability {score} (log-odds {margin})", "plot.log_odds": "Log-odds",
     "plot.this_transaction": "This transaction", "plot.history_title": "The customer's last 30 days",
     "plot.amount": "Amount", "plot.importance_title": "What drives the model: mean |SHAP|",
-    "plot.mean_abs_shap": "Mean |SHAP| (log-odds)", "plot.beeswarm_title": "SHAP values of sampled test transactions (colour: feature value, low blue / high red)",
+    "plot.mean_abs_shap": "Mean |SHAP| (log-odds)", "plot.beeswarm_title": "SHAP per transaction (red: high value)",
     "plot.shap_value": "SHAP value (log-odds)", "plot.dependence_title": "How {feature} moves the score",
 })
 ZH.update({
@@ -572,7 +572,7 @@ ZH.update({
     "plot.waterfall_title": "得分原因：概率 {score}（对数几率 {margin}）", "plot.log_odds": "对数几率",
     "plot.this_transaction": "本笔交易", "plot.history_title": "该客户近 30 天交易",
     "plot.amount": "金额", "plot.importance_title": "模型主要驱动因素：平均 |SHAP|",
-    "plot.mean_abs_shap": "平均 |SHAP|（对数几率）", "plot.beeswarm_title": "测试期抽样交易的 SHAP 值（颜色：特征值，低为蓝、高为红）",
+    "plot.mean_abs_shap": "平均 |SHAP|（对数几率）", "plot.beeswarm_title": "逐笔 SHAP 值（红色：取值高）",
     "plot.shap_value": "SHAP 值（对数几率）", "plot.dependence_title": "{feature} 如何影响得分",
 })
 EN.update({
