@@ -168,6 +168,9 @@ def test_cli_train_and_score_contract(tmp_path, small_demo_csv):
                "--train-end", "2024-03-15", "--test-start", "2024-03-20", "--test-end", "2024-04-30", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["split"]["tune_on_train_tail"] is True
+    # a random split only on request, with a warning
+    proc = run(home, "train", "--dataset", "d", "--models", "default", "--random-split")
+    assert proc.returncode == 0 and "WARNING: random split" in proc.stdout, proc.stderr
     for bad in (["score", "--model", "nope", "--out", str(tmp_path / "x.csv")],
                 ["train", "--dataset", "d", "--models", "magic"],
                 ["train", "--dataset", "d", "--train-start", "2024-03-01", "--train-end", "2024-04-01",
