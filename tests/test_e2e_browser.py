@@ -143,7 +143,8 @@ def test_train_explain_decide_and_export(demo_page):
 
     # a fraud of the test period, found by id (a search box, not a dropdown); the reviewer's name first
     with open(ROOT / "sample_data" / "demo_transactions.csv", encoding="utf-8") as f:
-        txid = next(r["trans_id"] for r in csv.DictReader(f) if r["label"] == "1" and r["trans_time"] >= "2024-04-20")
+        txid = next(r["trans_id"] for r in csv.DictReader(f)
+                    if r["label"] == "1" and r["trans_time"] >= "2024-04-20" and float(r["amount"]) > 100)
     pg.goto(url + "/case")
     box = pg.get_by_label("Transaction id", exact=True)
     box.wait_for(timeout=120_000)
