@@ -273,6 +273,7 @@ def generate(rows: int = 100_000, seed: int = 42, start: str = "2024-01-01", day
     pre = np.empty(len(order))
     post = np.empty(len(order))
     amount_l = amount.tolist(); credit_l = credit.tolist(); drain_l = drain.tolist(); cust_l = cust_s.tolist()
+    declined = np.zeros(len(order), dtype=bool)
     bal = 0.0
     prev = -1
     for i in range(len(order)):
@@ -283,11 +284,15 @@ def generate(rows: int = 100_000, seed: int = 42, start: str = "2024-01-01", day
         if credit_l[i]:
             p = bal; bal = bal + a
         else:
+            limited = drain_l[i] > 0 or a > bal
             if drain_l[i] > 0:
                 a = bal * drain_l[i]
             elif a > bal:
                 a = bal * 0.5
             a = round(a, 2)
+            if limited and a < 1.0:  # an (almost) empty account: the bank declines, nothing is booked
+                declined[i] = True
+                continue
             p = bal; bal = bal - a
         amount_l[i] = round(a, 2)
         pre[i] = round(p, 2); post[i] = round(bal, 2)
@@ -302,6 +307,7 @@ def generate(rows: int = 100_000, seed: int = 42, start: str = "2024-01-01", day
         "counterparty": np.array(out.cp, dtype=object)[order],
         "label": np.array(out.label, dtype=np.int8)[order],
     })
+    frame = frame[~declined]
     frame = frame.sort_values(["trans_time", "user_id"], kind="stable").reset_index(drop=True)
     frame.insert(0, "trans_id", [f"T{i:09d}" for i in range(1, len(frame) + 1)])
     frame["trans_time"] = frame["trans_time"].dt.strftime("%Y-%m-%d %H:%M:%S")
