@@ -108,12 +108,12 @@ def queue(store: Store, model_id: str, start=None, end=None, bands=None, rule: s
     of one page, "total": matching rows}."""
     from . import models
     from . import rules as rules_mod
-    from .explain import feature_config
+    from .models import feature_config
     from .features import build_features
     model = models.get_model(store, model_id)
     ensure_scored(store, model_id)
     table = store.scalar("SELECT table_name FROM datasets WHERE id = ?", [model["dataset_id"]])
-    fs = build_features(store, model["dataset_name"], feature_config(model))
+    fs = build_features(store, models.model_dataset(store, model)["name"], feature_config(model))
     verify = model["threshold"] if verify is None else verify
     block = model["block_threshold"] if block is None else block
     active = [r for r in rules_mod.current_rules(store, include_disabled=False) if rules_mod.fits(r, fs)]

@@ -63,12 +63,12 @@ def scored(store: Store, model_id: str, part: str = "test"):
 
 def _blocked(store: Store, model: dict, frame) -> set:
     from . import rules
-    from .features import FeatureConfig, build_features
+    from .models import feature_config
+    from .features import build_features
+    from .models import model_dataset
     if frame.empty:
         return set()
-    config = model["params"]["feature_config"]
-    fs = build_features(store, model["dataset_name"], FeatureConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                                                      for k, v in config.items()}))
+    fs = build_features(store, model_dataset(store, model)["name"], feature_config(model))
     return rules.blocked_ids(store, fs, frame["day"].min(), frame["day"].max())
 
 

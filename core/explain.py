@@ -16,9 +16,8 @@ import numpy as np
 
 from . import metrics, models
 from . import rules as rules_mod
-from .datasets import get_dataset
 from .errors import RiskdeskError
-from .features import FeatureConfig, build_features, feature_names
+from .features import build_features, feature_names
 from .i18n import t
 from .store import Store, quote_ident
 
@@ -55,11 +54,6 @@ _cache_lock = threading.Lock()
 CACHE_SIZE = 8
 
 
-def feature_config(model: dict) -> FeatureConfig:
-    config = model["params"]["feature_config"]
-    return FeatureConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
-
-
 def load(store: Store, model_id: str, dataset: str | None = None) -> Loaded:
     """The model, its verified artifact and the feature set of `dataset` (default: the
     dataset it was trained on), cached by (workspace, model id, dataset)."""
@@ -72,8 +66,8 @@ def load(store: Store, model_id: str, dataset: str | None = None) -> Loaded:
     model = models.get_model(store, model_id)
     if model["kind"] not in EXPLAINABLE and model["kind"] != "rules":
         raise RiskdeskError(f"model {model_id} ({model['kind']}) cannot be explained")
-    ds = get_dataset(store, dataset or model["dataset_name"])
-    fs = build_features(store, ds["name"], feature_config(model))
+    ds = models.model_dataset(store, model, dataset)
+    fs = build_features(store, ds["name"], models.feature_config(model))
     missing = [f for f in model["features"] if f not in feature_names(fs)]
     if missing:
         raise RiskdeskError(f"dataset {ds['name']!r} lacks features the model needs: {', '.join(missing[:5])}")

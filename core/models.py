@@ -612,8 +612,32 @@ def _public(row: dict) -> dict:
 
 
 def list_models(store: Store, dataset: str | None = None) -> list[dict]:
-    sql = "SELECT * FROM models" + (" WHERE dataset_name = ?" if dataset else "") + " ORDER BY created_at DESC, kind"
-    return [_public(r) for r in store.dicts(sql, [dataset] if dataset else [])]
+    """Registered models, newest first; with `dataset`, those trained on that dataset (by id,
+    so a later dataset that reuses a deleted one's name does not inherit its models)."""
+    if dataset is None:
+        return [_public(r) for r in store.dicts("SELECT * FROM models ORDER BY created_at DESC, kind")]
+    ids = store.rows("SELECT id FROM datasets WHERE name = ?", [dataset])
+    if not ids:
+        return []
+    return [_public(r) for r in store.dicts("SELECT * FROM models WHERE dataset_id = ? ORDER BY created_at DESC, kind",
+                                            [ids[0][0]])]
+
+
+def feature_config(model: dict) -> FeatureConfig:
+    """The feature-set settings a model was trained with."""
+    config_ = model["params"]["feature_config"]
+    return FeatureConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config_.items()})
+
+
+def model_dataset(store: Store, model: dict, dataset: str | None = None) -> dict:
+    """The dataset to use with a model: the one named, else the one it was trained on."""
+    if dataset:
+        return get_dataset(store, dataset)
+    try:
+        return get_dataset(store, int(model["dataset_id"]))
+    except RiskdeskError:
+        raise RiskdeskError(f"the dataset model {model['model_id']} was trained on ({model['dataset_name']!r}) "
+                            "was deleted; name another dataset") from None
 
 
 def get_model(store: Store, model_id: str) -> dict:
@@ -652,10 +676,8 @@ def score(store: Store, model_id: str, dataset: str | None = None, start=None, e
     decision. Decision: BLOCK if an enabled BLOCK rule fires, otherwise the model's bands
     (score >= block threshold: BLOCK, >= threshold: VERIFY, else PASS)."""
     model = get_model(store, model_id)
-    ds = get_dataset(store, dataset or model["dataset_name"])
-    config_ = model["params"]["feature_config"]
-    fs = build_features(store, ds["name"], FeatureConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                                          for k, v in config_.items()}), progress)
+    ds = model_dataset(store, model, dataset)
+    fs = build_features(store, ds["name"], feature_config(model), progress)
     missing = [f for f in model["features"] if f not in feature_names(fs)]
     if missing:
         raise RiskdeskError(f"dataset {ds['name']!r} lacks features the model needs: {', '.join(missing[:5])}")

@@ -177,3 +177,18 @@ def test_cli_train_and_score_contract(tmp_path, small_demo_csv):
                  "--test-start", "2024-02-01", "--test-end", "2024-02-10"]):
         proc = run(home, *bad, "--json")
         assert proc.returncode != 0 and proc.stdout == "" and len(proc.stderr.strip().splitlines()) == 1, bad
+
+
+def test_models_belong_to_the_dataset_not_its_name(tmp_path, small_demo_csv):
+    from core.datasets import delete_dataset
+    from core.errors import RiskdeskError
+    store = Store(tmp_path / "ws")
+    ingest(store, small_demo_csv, "d")
+    model_id = models.train(store, "d", kinds=("default",))["models"][0]["model_id"]
+    delete_dataset(store, "d")
+    ingest(store, small_demo_csv, "d")          # same name, a new dataset
+    assert models.list_models(store, "d") == [] and len(models.list_models(store)) == 1
+    with pytest.raises(RiskdeskError, match="was deleted"):
+        models.score(store, model_id)
+    assert len(models.score(store, model_id, dataset="d")) == len(pd.read_csv(small_demo_csv))
+    store.close()
