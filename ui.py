@@ -71,6 +71,15 @@ def active_dataset() -> dict | None:
     return get_dataset(store(), items[0]["name"]) if items else None
 
 
+def dataset_or_stop() -> dict:
+    """The active dataset; stops the page with a hint to load one when there is none."""
+    ds = active_dataset()
+    if ds is None:
+        st.info(tr("explore.no_dataset"))
+        st.stop()
+    return ds
+
+
 def select_dataset(name: str | None) -> None:
     """Ask the sidebar to make `name` the active dataset on the next run."""
     st.session_state["dataset_request"] = name

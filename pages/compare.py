@@ -10,16 +10,13 @@ from core import rules as rules_mod
 from core.errors import RiskdeskError
 from core.export import safe_csv_bytes
 from core.i18n import t
-from ui import active_dataset, features_or_stop, lang, reviewer, run_job, store, tr
+from ui import dataset_or_stop, features_or_stop, lang, reviewer, run_job, store, tr
 
 db = store()
 st.title(tr("compare.title"))
 st.caption(tr("compare.intro"))
 
-ds = active_dataset()
-if ds is None:
-    st.info(tr("explore.no_dataset"))
-    st.stop()
+ds = dataset_or_stop()
 if "label" not in ds["mapping"] or not ds["fraud_rows"]:
     st.warning(tr("compare.no_labels", name=ds["name"]))
     st.stop()

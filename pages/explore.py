@@ -7,16 +7,13 @@ from core import explore, plots
 from core.errors import RiskdeskError
 from core.export import safe_csv_bytes
 from core.features import FAMILIES, FeatureConfig, feature_names
-from ui import active_dataset, features_or_stop, lang, store, tr
+from ui import dataset_or_stop, features_or_stop, lang, store, tr
 
 db = store()
 st.title(tr("explore.title"))
 st.caption(tr("explore.intro"))
 
-ds = active_dataset()
-if ds is None:
-    st.info(tr("explore.no_dataset"))
-    st.stop()
+ds = dataset_or_stop()
 
 # -- the feature set -----------------------------------------------------------------------------
 with st.expander(tr("explore.config.header")):

@@ -9,16 +9,13 @@ from core import rules as rules_mod
 from core.errors import RiskdeskError
 from core.export import safe_csv_bytes
 from core.i18n import t
-from ui import active_dataset, features_or_stop, lang, reviewer, store, tr
+from ui import dataset_or_stop, features_or_stop, lang, reviewer, store, tr
 
 db = store()
 st.title(tr("rules.title"))
 st.caption(tr("rules.intro"))
 
-ds = active_dataset()
-if ds is None:
-    st.info(tr("explore.no_dataset"))
-    st.stop()
+ds = dataset_or_stop()
 fs = features_or_stop(ds)
 rules_mod.ensure_starter_rules(db)
 current = rules_mod.current_rules(db)
