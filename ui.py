@@ -160,6 +160,9 @@ def model_picker(ds: dict | None) -> dict | None:
         st.sidebar.caption(tr("sidebar.no_models"))
         return None
     ids = [m["model_id"] for m in items]
+    requested = st.session_state.pop("model_request", None)
+    if requested in ids:
+        st.session_state["model"] = requested
     wanted = st.session_state.get("model") or st.session_state.get("active_model")
     if wanted not in ids:
         preferred = [m["model_id"] for m in items if m["kind"] == "tuned"] or ids

@@ -5,7 +5,7 @@ from datetime import date
 
 import streamlit as st
 
-from core import cases, compare, metrics, models, plots
+from core import cases, compare, explain, metrics, models, plots
 from core import rules as rules_mod
 from core.errors import RiskdeskError
 from core.export import safe_csv_bytes
@@ -113,6 +113,11 @@ with tab_train:
                 st.session_state["train_message"] = ("error", tr("common.error", error=finished.error))
             else:
                 st.session_state["compare_run"] = finished.result["run_id"]
+                # the queue and transaction pages switch to the run's best explainable model
+                explainable = [m for m in finished.result["models"] if m["kind"] in explain.EXPLAINABLE]
+                if explainable:
+                    best = max(explainable, key=lambda m: m["metrics"]["test"]["average_precision"] or 0)
+                    st.session_state["model_request"] = best["model_id"]
                 st.session_state["train_message"] = ("success", tr("compare.trained", n=len(finished.result["models"]),
                                                                    run=finished.result["run_id"]))
     if "train_message" in st.session_state:

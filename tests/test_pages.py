@@ -173,3 +173,15 @@ def test_queue_and_case_pages(trained_app):
     assert not at.exception, [e.value for e in at.exception]
     rows = store.dicts("SELECT * FROM decisions WHERE transaction_id = ? AND reviewer = '王审核'", [top])
     assert len(rows) == 1 and rows[0]["decision"] == "confirmed_fraud" and rows[0]["model_id"] == tuned["model_id"]
+
+
+def test_training_switches_the_sidebar_model_to_the_new_run(trained_app):
+    store, result = trained_app
+    at = run_app("en", "pages/compare.py")
+    at.multiselect(key="train_kinds_en").set_value(["Default GBDT (XGBoost defaults)"]).run()
+    at.button(key="train_start").click().run()
+    finish_jobs(at)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    newest = store.scalar("SELECT model_id FROM models WHERE kind = 'default' ORDER BY created_at DESC LIMIT 1")
+    assert at.session_state["model_request"] == newest
