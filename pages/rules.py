@@ -27,6 +27,13 @@ def cached_backtest(table: str, rules_json: str, start: str, end: str, _rules: l
     return rules_mod.backtest(db, _fs, _rules, start, end)
 
 
+def shown(frame):
+    """A copy with actions in the UI language (the stored values stay BLOCK / VERIFY)."""
+    frame = frame.copy()
+    frame["action"] = [tr(f"band.{a}") for a in frame["action"]]
+    return frame
+
+
 def backtest_columns() -> dict:
     return {"rule_id": tr("rules.col.id"), "version": tr("rules.col.version"), "name": tr("rules.col.name"),
             "action": tr("rules.col.action"), "score": tr("rules.col.score"), "hits": tr("rules.m.hits"),
@@ -46,8 +53,8 @@ start, end = map(str, period)
 tab_list, tab_edit, tab_backtest = st.tabs([tr("rules.tab.list"), tr("rules.tab.edit"), tr("rules.tab.backtest")])
 
 with tab_list:
-    table = [{k: r[k] for k in ("rule_id", "version", "name", "expression", "action", "score", "enabled", "author",
-                                "created_at")} for r in current]
+    table = [{**{k: r[k] for k in ("rule_id", "version", "name", "expression", "score", "enabled", "author",
+                                   "created_at")}, "action": tr(f"band.{r['action']}")} for r in current]
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "rule_id": tr("rules.col.id"), "version": tr("rules.col.version"), "name": tr("rules.col.name"),
         "expression": st.column_config.TextColumn(tr("rules.col.expression"), width="large"),
@@ -94,7 +101,7 @@ with tab_edit:
             result = rules_mod.backtest(db, fs, [{**r, "rule_id": f"{r['rule_id']} v{r['version'] or tr('rules.draft')}"}
                                                  for r in compare_with], start, end)
             st.caption(tr("rules.draft_backtest", start=start, end=end))
-            st.dataframe(result["rules"].drop(columns=["version"]), hide_index=True, width="stretch",
+            st.dataframe(shown(result["rules"]).drop(columns=["version"]), hide_index=True, width="stretch",
                          column_config=backtest_columns())
         except RiskdeskError as exc:
             st.warning(str(exc))
@@ -141,7 +148,7 @@ with tab_backtest:
     cols[3].metric(tr("rules.m.amount"), f"{o['fraud_amount_caught']:.1%}")
     cols[4].metric("AUC", f"{o.get('auc', float('nan')):.3f}", help=tr("rules.m.auc_help"))
     cols[5].metric(tr("metric.ap"), f"{o.get('average_precision', float('nan')):.3f}")
-    st.dataframe(bt["rules"], hide_index=True, width="stretch", column_config=backtest_columns())
+    st.dataframe(shown(bt["rules"]), hide_index=True, width="stretch", column_config=backtest_columns())
     st.download_button(tr("rules.download"), safe_csv_bytes(bt["rules"]), file_name=f"rule_backtest_{ds['id']}_{start}_{end}.csv",
                        mime="text/csv")
     st.plotly_chart(plots.rule_overlap(bt["overlap"], lang()), width="stretch")
