@@ -45,15 +45,22 @@ def dataset_picker() -> dict | None:
         st.session_state.pop("dataset", None)
         return None
     names = [d["name"] for d in items]
-    requested = st.session_state.pop("dataset_request", None)
-    if requested in names:
-        st.session_state["dataset"] = requested
-    if st.session_state.get("dataset") not in names:
-        st.session_state["dataset"] = names[0]
-    st.sidebar.selectbox(tr("sidebar.dataset"), names, key="dataset")
-    # A plain copy survives runs in which the sidebar widget is not drawn.
-    st.session_state["active_dataset"] = st.session_state["dataset"]
-    return next(d for d in items if d["name"] == st.session_state["dataset"])
+    chosen = _sidebar_choice(tr("sidebar.dataset"), names, "dataset", names[0])
+    return next(d for d in items if d["name"] == chosen)
+
+
+def _sidebar_choice(label: str, options: list[str], key: str, default: str) -> str:
+    """A sidebar selectbox under `key`. A page asks for a value with `{key}_request` (applied
+    before the widget exists: Streamlit forbids changing a drawn widget's value), and a plain
+    copy in `active_{key}` survives runs in which the sidebar is not drawn."""
+    requested = st.session_state.pop(f"{key}_request", None)
+    if requested in options:
+        st.session_state[key] = requested
+    current = st.session_state.get(key) or st.session_state.get(f"active_{key}")
+    st.session_state[key] = current if current in options else default
+    st.sidebar.selectbox(label, options, key=key)
+    st.session_state[f"active_{key}"] = st.session_state[key]
+    return st.session_state[key]
 
 
 def active_dataset() -> dict | None:
@@ -160,18 +167,9 @@ def model_picker(ds: dict | None) -> dict | None:
         st.sidebar.caption(tr("sidebar.no_models"))
         return None
     ids = [m["model_id"] for m in items]
-    requested = st.session_state.pop("model_request", None)
-    if requested in ids:
-        st.session_state["model"] = requested
-    wanted = st.session_state.get("model") or st.session_state.get("active_model")
-    if wanted not in ids:
-        preferred = [m["model_id"] for m in items if m["kind"] == "tuned"] or ids
-        st.session_state["model"] = preferred[0]
-    elif "model" not in st.session_state:
-        st.session_state["model"] = wanted
-    st.sidebar.selectbox(tr("sidebar.model"), ids, key="model")
-    st.session_state["active_model"] = st.session_state["model"]
-    return next(m for m in items if m["model_id"] == st.session_state["model"])
+    default = ([m["model_id"] for m in items if m["kind"] == "tuned"] or ids)[0]
+    chosen = _sidebar_choice(tr("sidebar.model"), ids, "model", default)
+    return next(m for m in items if m["model_id"] == chosen)
 
 
 def active_model() -> dict | None:

@@ -7,8 +7,6 @@ from .errors import RiskdeskError
 from .store import Store, quote_ident
 
 DECISIONS = ("confirmed_fraud", "legitimate", "escalate")
-# A transaction's label from its latest conclusive review decision.
-DECISION_LABEL = {"confirmed_fraud": 1, "legitimate": 0}
 MAX_NOTE = 4000
 OUTCOMES = ("TP", "FP", "FN", "TN")
 
@@ -116,13 +114,9 @@ def queue(store: Store, model_id: str, start=None, end=None, bands=None, rule: s
     fs = build_features(store, models.model_dataset(store, model)["name"], feature_config(model))
     verify = model["threshold"] if verify is None else verify
     block = model["block_threshold"] if block is None else block
-    active = [r for r in rules_mod.current_rules(store, include_disabled=False) if rules_mod.fits(r, fs)]
-    compiled = rules_mod._compiled(active, fs)
-    fired_cols = [f"CASE WHEN {sql} THEN CAST(? AS VARCHAR) END" for _, sql, _ in compiled]
-    fired_params = [p for r, _, ps in compiled for p in [*ps, r["rule_id"]]]
-    block_rule = " OR ".join(f"coalesce({sql}, false)" for r, sql, _ in compiled if r["action"] == "BLOCK") or "false"
-    block_params = [p for r, _, ps in compiled if r["action"] == "BLOCK" for p in ps]
-    fired = f"list_filter([{', '.join(fired_cols)}], lambda x: x IS NOT NULL)" if fired_cols else "[]::VARCHAR[]"
+    hits = rules_mod.hit_sql(rules_mod.current_rules(store, include_disabled=False), fs)
+    fired, fired_params = hits["fired"]
+    block_rule, block_params = hits["block"]
     block_value = "'Infinity'::DOUBLE" if block is None else "?"
     where, params = rules_mod.period_sql(start, end)
     base = f"""
@@ -167,8 +161,3 @@ def queue(store: Store, model_id: str, start=None, end=None, bands=None, rule: s
     rows = store.df(f"{filtered} ORDER BY score DESC, transaction_id LIMIT ? OFFSET ?",
                     base_params + fparams + [int(limit), int(offset)])
     return {"rows": rows, "total": int(total or 0), "verify": verify, "block": block}
-
-
-def queue_ids(store: Store, model_id: str, limit: int = 100, **filters) -> list[str]:
-    """The ids of the top of a filtered queue (for batch export)."""
-    return [str(x) for x in queue(store, model_id, limit=limit, **filters)["rows"]["transaction_id"]]

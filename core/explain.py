@@ -254,12 +254,9 @@ def history(store: Store, ds: dict, tx: dict, days: int = 30, limit: int = 200):
 def rules_fired(store: Store, lm: Loaded, transaction_id: str, rules: list[dict] | None = None) -> list[dict]:
     """The enabled rules (current versions, or the model's own for a rules model) that fire."""
     active = rules if rules is not None else rules_mod.current_rules(store, include_disabled=False)
-    usable = [r for r in active if rules_mod.fits(r, lm.fs)]
-    if not usable:
-        return []
-    fired = rules_mod.fired_for(store, lm.fs, usable, transaction_id)
+    fired = rules_mod.fired_for(store, lm.fs, active, transaction_id)
     return [{k: r[k] for k in ("rule_id", "version", "name", "expression", "action", "score")}
-            for r in usable if r["rule_id"] in fired]
+            for r in active if r["rule_id"] in fired]
 
 
 def explain(store: Store, model_id: str, transaction_id: str, dataset: str | None = None, lang: str = "en",

@@ -203,21 +203,20 @@ class _Parser:
             return Node("bool", t.pos, value=t.text == "true")
         self.error("expected a number or a quoted text in the list", tok)
 
-    def sum_(self) -> Node:
-        node = self.product()
-        while self.tok.kind == "op" and self.tok.text in "+-":
+    def _arith(self, operand, ops: str) -> Node:
+        """A left-associative chain of `operand` joined by the one-character operators `ops`."""
+        node = operand()
+        while self.tok.kind == "op" and self.tok.text in ops:
             tok = self.tok
             self.i += 1
-            node = Node("arith", tok.pos, op=tok.text, children=(node, self.product()))
+            node = Node("arith", tok.pos, op=tok.text, children=(node, operand()))
         return node
 
+    def sum_(self) -> Node:
+        return self._arith(self.product, "+-")
+
     def product(self) -> Node:
-        node = self.unary()
-        while self.tok.kind == "op" and self.tok.text in "*/":
-            tok = self.tok
-            self.i += 1
-            node = Node("arith", tok.pos, op=tok.text, children=(node, self.unary()))
-        return node
+        return self._arith(self.unary, "*/")
 
     def unary(self) -> Node:
         tok = self.tok
@@ -517,32 +516,36 @@ def fits(rule: dict, fs: dict) -> bool:
         return False
 
 
+def hit_sql(rules: list[dict], fs: dict) -> dict:
+    """SQL expressions over a row of the feature table for a set of rules (those that do not fit
+    the feature set are left out): "fired", the list of rule ids that fire, and "block", true
+    when a BLOCK rule fires; each as (sql, bound parameters in order)."""
+    compiled = _compiled([r for r in rules if fits(r, fs)], fs)
+    cases = [f"CASE WHEN {sql} THEN CAST(? AS VARCHAR) END" for _, sql, _ in compiled]
+    fired = (f"list_filter([{', '.join(cases)}], lambda x: x IS NOT NULL)" if cases else "CAST([] AS VARCHAR[])",
+             [p for r, _, ps in compiled for p in [*ps, r["rule_id"]]])
+    blocking = [(sql, ps) for r, sql, ps in compiled if r["action"] == "BLOCK"]
+    block = (" OR ".join(sql for sql, _ in blocking) or "false", [p for _, ps in blocking for p in ps])
+    return {"fired": fired, "block": block}
+
+
 def fired_for(store: Store, fs: dict, rules: list[dict], transaction_id: str) -> set[str]:
     """Ids of the rules that fire on one transaction."""
-    compiled = _compiled(rules, fs)
-    if not compiled:
-        return set()
-    cols = ", ".join(f"{sql} AS {quote_ident(r['rule_id'])}" for r, sql, _ in compiled)
-    params = [p for _, _, ps in compiled for p in ps]
-    cur = store.cursor()
-    try:
-        res = cur.execute(f"SELECT {cols} FROM {fs['table']} WHERE CAST(transaction_id AS VARCHAR) = ?",
-                          params + [str(transaction_id)])
-        names = [d[0] for d in res.description]
-        row = res.fetchone()
-    finally:
-        cur.close()
-    return {n for n, v in zip(names, row or []) if v}
+    sql, params = hit_sql(rules, fs)["fired"]
+    rows = store.rows(f"SELECT {sql} FROM {fs['table']} WHERE CAST(transaction_id AS VARCHAR) = ?",
+                      params + [str(transaction_id)])
+    return set(rows[0][0]) if rows else set()
 
 
 def blocked_ids(store: Store, fs: dict, start=None, end=None) -> set:
     """Transaction ids in the period on which an enabled BLOCK rule fires. A rule that does
     not fit this feature set (a name it lacks) blocks nothing."""
-    blocking = [r for r in current_rules(store, include_disabled=False) if r["action"] == "BLOCK" and fits(r, fs)]
-    if not blocking:
+    sql, params = hit_sql(current_rules(store, include_disabled=False), fs)["block"]
+    if sql == "false":
         return set()
-    ev = evaluate(store, fs, blocking, start, end)
-    return set(ev.loc[ev["rule_decision"] == "BLOCK", "transaction_id"])
+    where, wparams = period_sql(start, end)
+    return {r[0] for r in store.rows(f"SELECT transaction_id FROM (SELECT * FROM {fs['table']}{where}) WHERE {sql}",
+                                     wparams + params)}
 
 
 def snapshot(rules: list[dict]) -> list[dict]:

@@ -110,14 +110,20 @@ def test_compare_page_leaderboard_threshold_and_cost(trained_app):
     assert any("Random split" in w.value for w in at.warning)
 
 
-def test_compare_page_trains_in_the_background(trained_app):
-    store, result = trained_app
-    at = run_app("zh", "pages/compare.py")
-    at.multiselect(key="train_kinds_zh").set_value(["规则集"]).run()
+def train_from_page(lang, kinds):
+    """Train the given model kinds (their labels in `lang`) from the compare page and wait."""
+    at = run_app(lang, "pages/compare.py")
+    at.multiselect(key=f"train_kinds_{lang}").set_value(kinds).run()
     at.button(key="train_start").click().run()
     finish_jobs(at)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_compare_page_trains_in_the_background(trained_app):
+    store, result = trained_app
+    at = train_from_page("zh", ["规则集"])
     assert any("已训练 1 个模型" in s.value for s in at.success)
     assert len({m["run_id"] for m in store.dicts("SELECT run_id FROM models")}) == 2
 
@@ -177,11 +183,6 @@ def test_queue_and_case_pages(trained_app):
 
 def test_training_switches_the_sidebar_model_to_the_new_run(trained_app):
     store, result = trained_app
-    at = run_app("en", "pages/compare.py")
-    at.multiselect(key="train_kinds_en").set_value(["Default GBDT (XGBoost defaults)"]).run()
-    at.button(key="train_start").click().run()
-    finish_jobs(at)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = train_from_page("en", ["Default GBDT (XGBoost defaults)"])
     newest = store.scalar("SELECT model_id FROM models WHERE kind = 'default' ORDER BY created_at DESC LIMIT 1")
     assert at.session_state["model_request"] == newest
