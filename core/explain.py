@@ -124,8 +124,11 @@ def contributions(lm: Loaded, X) -> tuple[np.ndarray, float, np.ndarray]:
         if values.ndim == 3:
             values = values[:, :, -1]
         base = np.asarray(explainer.expected_value, dtype=float).ravel()[-1]
-        margin = lm.artifact.predict(X, raw_score=True)
-        return values, float(base), np.asarray(margin, dtype=float)
+        margin = np.asarray(lm.artifact.predict(X, raw_score=True), dtype=float)
+        # LightGBM's random-forest mode sums the trees' log-odds; its probability is
+        # sigmoid(sum / trees), so the average is the log-odds (SHAP values scale with it).
+        scale = lm.artifact.num_trees() if lm.kind == "forest" else 1
+        return values / scale, float(base) / scale, margin / scale
     if lm.kind == "logistic":
         return _linear_contributions(lm.artifact["spec"], X)
     raise RiskdeskError(f"{lm.kind} models have no feature contributions (see the rules fired)")
@@ -144,9 +147,8 @@ def _linear_contributions(spec: dict, X) -> tuple[np.ndarray, float, np.ndarray]
     return out, base, base + out.sum(axis=1)
 
 
-def probability(lm: Loaded, margin: np.ndarray) -> np.ndarray:
-    if lm.kind == "forest":   # random-forest mode averages leaf probabilities; raw score is the probability
-        return np.clip(margin, 0, 1)
+def probability(margin: np.ndarray) -> np.ndarray:
+    """Probability from log-odds."""
     return 1 / (1 + np.exp(-np.clip(margin, -50, 50)))
 
 
@@ -285,11 +287,11 @@ def explain(store: Store, model_id: str, transaction_id: str, dataset: str | Non
         values, base, margin = contributions(lm, X)
         contribs = sorted(({"feature": n, "value": _plain(raw.iloc[0][n]), "shap": float(v)}
                            for n, v in zip(lm.names, values[0])), key=lambda c: -abs(c["shap"]))
-        score = float(probability(lm, margin)[0])
+        score = float(probability(margin)[0])
         fired = rules_fired(store, lm, transaction_id, rules_now)
         out.update(score=score, margin=float(margin[0]), base_value=base, contributions=contribs,
                    reasons=reasons(contribs, margin[0] >= base, catalogue, lang), rules_fired=fired,
-                   base_probability=float(probability(lm, np.array([base]))[0]))
+                   base_probability=float(probability(np.array([base]))[0]))
         out["decision"] = metrics.decide([score], lm.model["threshold"], lm.model["block_threshold"],
                                          [any(r["action"] == "BLOCK" for r in fired)])[0]
     if with_history:

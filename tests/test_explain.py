@@ -21,8 +21,12 @@ def test_contributions_add_up_to_the_model_output(trained):
     for m in result["models"]:
         if m["kind"] not in explain.EXPLAINABLE:
             continue
-        ids = [r[0] for r in store.rows("SELECT transaction_id, score FROM model_scores WHERE model_id = ? AND part = 'test' "
-                                        "ORDER BY score DESC LIMIT 3", [m["model_id"]])]
+        # the highest and the lowest scores: saturated probabilities would hide a wrong link
+        ids = [r[0] for r in store.rows(
+            "(SELECT transaction_id FROM model_scores WHERE model_id = ? AND part = 'test' ORDER BY score DESC LIMIT 2) "
+            "UNION ALL (SELECT transaction_id FROM model_scores WHERE model_id = ? AND part = 'test' "
+            "ORDER BY abs(score - 0.5) LIMIT 1) UNION ALL (SELECT transaction_id FROM model_scores "
+            "WHERE model_id = ? AND part = 'test' ORDER BY score LIMIT 1)", [m["model_id"]] * 3)]
         scores = dict(store.rows("SELECT transaction_id, score FROM model_scores WHERE model_id = ? AND part = 'test'",
                                  [m["model_id"]]))
         for txid in ids:
