@@ -76,7 +76,8 @@ with tab_queue:
                                                                             max_value=float(max(rows["score"].max(), 1.0)) if len(rows) else 1.0,
                                                                             format="%.4f"),
         "rules_fired": tr("case.rules"), "band": tr("compare.col.band"), "outcome": tr("queue.outcome"),
-        "review": tr("case.review"), "reviewed_at": tr("case.time")})
+        "review": tr("case.review"),
+        "reviewed_at": st.column_config.DatetimeColumn(tr("case.time"), format="YYYY-MM-DD HH:mm")})
     p1, p2, p3 = st.columns([1, 1, 4])
     if p1.button(tr("queue.previous"), disabled=page == 0, key="queue_prev"):
         st.session_state[page_key] = page - 1
