@@ -121,6 +121,12 @@ def demo_page(demo_server):
         browser.close()
 
 
+def settle(pg, timeout=60_000):
+    """Wait until Streamlit has finished the current run of the page."""
+    pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+    pg.wait_for_timeout(500)
+
+
 def test_train_explain_decide_and_export(demo_page):
     import csv
     from pypdf import PdfReader
@@ -163,6 +169,7 @@ def test_train_explain_decide_and_export(demo_page):
     pg.get_by_label("Note", exact=True).fill("called the customer: not them <b>really</b>")
     pg.get_by_role("button", name="Record decision").click()
     pg.get_by_text("Decision #1 recorded.").wait_for(timeout=60_000)
+    settle(pg)   # a download prepared by an earlier run of the page no longer exists
 
     with pg.expect_download(timeout=120_000) as download:
         pg.get_by_role("button", name="PDF").click()
