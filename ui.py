@@ -143,6 +143,17 @@ def features_or_stop(ds: dict, config=None) -> dict:
     return build_features(store(), ds["name"], config)
 
 
+def unavailable_families_note(ds: dict) -> None:
+    """Say which feature families this dataset cannot have, and the roles they need."""
+    from core.features import unavailable_families
+    from core.i18n import role_name
+    missing = unavailable_families(ds)
+    if missing:
+        st.info(tr("features.unavailable", families="; ".join(
+            tr("features.family_needs", family=tr(f"family.{m['family']}"),
+               roles=tr("features.or").join(role_name(r, lang()) for r in m["needs"])) for m in missing)))
+
+
 def reviewer() -> str:
     """The name the user entered in the sidebar (required before anything is recorded)."""
     return (st.session_state.get("reviewer") or st.session_state.get("reviewer_name") or "").strip()

@@ -36,22 +36,22 @@ def _parse_maps(values: list[str] | None) -> dict[str, str]:
 
 
 def cmd_ingest(args) -> dict:
-    from .ingest import ingest
+    from .ingest import describe_reason, ingest
     from .store import open_store
 
     mapping = _parse_maps(args.map)
     store = open_store()
     result = ingest(store, args.file, args.dataset, mapping=mapping or None, encoding=args.encoding,
-                    sheet=args.sheet, replace=args.replace, actor="cli")
-    if not args.json:
-        lines = [f"loaded {result['rows_loaded']:,} rows into dataset {result['dataset']!r}, "
-                 f"rejected {result['rows_rejected']:,}"]
-        from .ingest import describe_reason
-        for r in result["reject_reasons"]:
-            lines.append(f"  {r['rows']:,} x {describe_reason(r['reason'], r['role'])} "
-                         f"(first at row {r['first_row']})")
-        result["_text"] = "\n".join(lines)
-    result.pop("reject_reasons", None) if args.json else None
+                    sheet=args.sheet, replace=args.replace, actor="cli", time_unit=args.time_unit,
+                    time_origin=args.time_origin, date_order=args.date_order)
+    result["warnings"] = [{k: w[k] for k in ("code", "column", "message")} for w in result["warnings"]]
+    lines = [f"loaded {result['rows_loaded']:,} rows into dataset {result['dataset']!r}, "
+             f"rejected {result['rows_rejected']:,}",
+             "mapping: " + ", ".join(f"{role}={column}" for role, column in result["mapping"].items())]
+    for r in result.pop("reject_reasons"):
+        lines.append(f"  {r['rows']:,} x {describe_reason(r['reason'], r['role'])} (first at row {r['first_row']})")
+    lines += [f"warning [{w['code']}]: {w['message']}" for w in result["warnings"]]
+    result["_text"] = "\n".join(lines)
     return result
 
 
@@ -121,14 +121,22 @@ def cmd_train(args) -> dict:
                    gap_days=args.gap_days, random=args.random_split)
     models = [{"model_id": m["model_id"], "kind": m["kind"], "metrics": m["metrics"]["test"],
                "validation": m["metrics"]["validation"], "threshold": m["threshold"],
-               "train_seconds": round(m["train_seconds"], 3)} for m in result["models"]]
+               "train_seconds": round(m["train_seconds"], 3),
+               **({"skipped_rules": m["params"]["skipped_rules"]} if (m["params"] or {}).get("skipped_rules") else {})}
+              for m in result["models"]]
     ranked = sorted(result["models"], key=lambda m: -(m["metrics"]["test"]["average_precision"] or 0))
     text = [f"split: {result['split']['method']}  train {result['split']['train']}  "
             f"valid {result['split']['valid']}  test {result['split']['test']}"]
     if args.random_split:
         text.append("WARNING: random split on request; out-of-time results would be more honest")
     text += [_leaderboard_line(m) for m in ranked]
-    return {"run_id": result["run_id"], "split": result["split"], "models": models, "_text": "\n".join(text)}
+    for m in result["models"]:
+        for r in (m["params"] or {}).get("skipped_rules") or []:
+            text.append(f"note: {m['kind']}: rule {r['rule_id']} is not applicable to this dataset "
+                        f"(no feature {', '.join(r['missing'])}); left out")
+    text += [f"note: {s['kind']} skipped: {s['reason']}" for s in result["skipped"]]
+    return {"run_id": result["run_id"], "split": result["split"], "models": models, "skipped": result["skipped"],
+            "_text": "\n".join(text)}
 
 
 def cmd_score(args) -> dict:
@@ -172,8 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--dataset", required=True)
     p.add_argument("--map", action="append", metavar="ROLE=COLUMN", help="repeat once per role")
-    p.add_argument("--encoding")
+    p.add_argument("--encoding", help="the file's text encoding (default: detected)")
     p.add_argument("--sheet")
+    p.add_argument("--time-unit", choices=["s", "ms", "m", "h", "d"],
+                   help="the time column holds offsets in this unit (needs --time-origin)")
+    p.add_argument("--time-origin", metavar="\"YYYY-MM-DD[ HH:MM:SS]\"",
+                   help="what offset 0 stands for (default for a detected offset column: 2024-01-01 00:00:00)")
+    p.add_argument("--date-order", choices=["mdy", "dmy"],
+                   help="read dates like 08/03/2020 month-first or day-first (default: decided from the column)")
     p.add_argument("--replace", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ingest)

@@ -4,12 +4,12 @@ from __future__ import annotations
 import json
 
 from .errors import RiskdeskError
-from .ingest import _drop_dataset, describe_reason
+from .ingest import describe_reason, drop_dataset_tables
 from .store import Store, quote_ident
 
 PUBLIC_FIELDS = ("id", "name", "rows", "rows_rejected", "start", "end", "fraud_rate", "labelled_rows",
                  "fraud_rows", "source_name", "source_sha256", "source_bytes", "file_kind", "encoding",
-                 "sheet", "created_at", "mapping", "extras")
+                 "sheet", "created_at", "mapping", "extras", "reading", "warnings")
 
 
 def _row_to_public(d: dict) -> dict:
@@ -25,6 +25,7 @@ def _row_to_public(d: dict) -> dict:
         "sheet": d["sheet"], "created_at": d["created_at"].isoformat(sep=" ", timespec="seconds"),
         "mapping": json.loads(d["mapping"] or "{}"), "extras": json.loads(d["extras"] or "[]"),
         "table": d["table_name"], "headers": json.loads(d["headers"] or "[]"),
+        "reading": json.loads(d.get("reading") or "{}"), "warnings": json.loads(d.get("warnings") or "[]"),
     }
 
 
@@ -50,7 +51,7 @@ def delete_dataset(store: Store, name: str, actor: str = "cli") -> None:
     """Drop a dataset's table, rejects and catalogue entry (recorded in the audit log)."""
     ds = get_dataset(store, name)
     with store.write() as cur:
-        _drop_dataset(cur, ds["id"], ds["table"])
+        drop_dataset_tables(cur, ds["id"], ds["table"])
         store.audit(cur, actor, "delete_dataset", "dataset", ds["id"],
                     {"name": ds["name"], "sha256": ds["source_sha256"], "rows": ds["rows"]})
 

@@ -10,6 +10,11 @@ Rules (../shared/design.md, Correctness rules):
 * Comparisons with the customer's own history exclude the transaction itself (and its
   same-time peers: ``EXCLUDE GROUP``).
 * Label-derived features use only labels of transactions in ``(t - delay - n, t - delay]``.
+
+Families are built only from the roles a dataset has (core.schema.FAMILY_NEEDS): without a
+customer id there are no per-customer windows, previous-transaction gaps or first-use flags.
+Extra columns become features unless the health check at load left them out (personal
+text, constants, row identifiers, leakage, too many categories).
 """
 from __future__ import annotations
 
@@ -23,11 +28,12 @@ from typing import Callable
 
 from .datasets import get_dataset
 from .errors import RiskdeskError
+from .schema import missing_families
 from .store import Store
 
 # Bump when the SQL of a feature changes meaning, so stored feature sets are rebuilt.
-CODE_VERSION = 2
-FAMILIES = ("time", "velocity", "novelty", "balance", "counterparty", "device", "categorical", "extras")
+CODE_VERSION = 3
+FAMILIES = ("amount", "time", "velocity", "novelty", "balance", "counterparty", "device", "categorical", "extras")
 KEY_COLUMNS = ("transaction_id", "timestamp", "customer_id", "amount", "label")
 MAX_EXTRA_CATEGORIES = 100
 _WINDOW_RE = re.compile(r"^(\d{1,4})([hd])$")
@@ -125,8 +131,12 @@ ALWAYS_TIME_ZH = "仅使用本笔交易的时间"
 
 def _standard(config: FeatureConfig, roles: set[str], extras: list[dict]) -> _Builder:
     b = _Builder()
-    fam = set(config.families)
-    seq = b.window("w_seq", "PARTITION BY customer_id ORDER BY timestamp, transaction_id")
+    fam = set(config.families) - {f["family"] for f in missing_families(roles)}
+    has_customer = "customer_id" in roles
+    seq = b.window("w_seq", "PARTITION BY customer_id ORDER BY timestamp, transaction_id") if has_customer else ""
+    if "amount" in fam:
+        b.add("tx_amount", "amount", "amount", "Amount of this transaction", "本笔交易金额",
+              "this transaction's own value", "本笔交易自身的取值")
     if "time" in fam:
         b.add("hour", "time", "hour(timestamp)", "Hour of day (0–23)", "交易小时（0–23）", ALWAYS_TIME, ALWAYS_TIME_ZH)
         b.add("day_of_week", "time", "isodow(timestamp) - 1", "Day of week (0 = Monday)", "星期几（0 = 周一）",
@@ -137,6 +147,7 @@ def _standard(config: FeatureConfig, roles: set[str], extras: list[dict]) -> _Bu
               "是否夜间（00:00–06:59）", ALWAYS_TIME, ALWAYS_TIME_ZH)
         b.add("is_month_end", "time", "CAST(day(timestamp) >= day(last_day(timestamp)) - 2 AS INTEGER)",
               "In the last three days of the month", "是否月末最后三天", ALWAYS_TIME, ALWAYS_TIME_ZH)
+    if "time" in fam and has_customer:
         b.add("secs_since_prev", "time",
               f"epoch(timestamp) - epoch(lag(timestamp) OVER {seq})",
               "Seconds since the customer's previous transaction", "距该客户上一笔交易的秒数",
@@ -219,6 +230,8 @@ def _standard(config: FeatureConfig, roles: set[str], extras: list[dict]) -> _Bu
             rule_zh = f"该{zh}在过去 {lab} 内（含本笔）的交易"
             b.add(f"{short}_count_{lab}", family, f"CASE WHEN {role} IS NOT NULL THEN count(*) OVER {win} END",
                   f"Transactions of this {en} in the last {lab}", f"该{zh}近 {lab} 交易笔数", rule, rule_zh)
+            if not has_customer:
+                continue
             b.add(f"{short}_customers_{lab}", family,
                   f"CASE WHEN {role} IS NOT NULL THEN count(DISTINCT customer_id) OVER {win} END",
                   f"Distinct customers of this {en} in the last {lab} (fan-in)",
@@ -245,8 +258,15 @@ def _standard(config: FeatureConfig, roles: set[str], extras: list[dict]) -> _Bu
                 b.add(role, "categorical", role, en, zh, "this transaction's own value", "本笔交易自身的取值",
                       kind="categorical")
     if "extras" in fam:
+        names = {f.name for f in b.features}
         for e in extras:
-            name = "extra_" + re.sub(r"\W+", "_", e["source"]).strip("_").lower()[:40]
+            if not e.get("use", True):
+                continue
+            name = base = "extra_" + (re.sub(r"\W+", "_", e["source"]).strip("_").lower()[:40] or e["column"])
+            k = 2
+            while name in names:
+                name, k = f"{base}_{k}", k + 1
+            names.add(name)
             kind = "numeric" if e["type"] in ("DOUBLE", "BIGINT", "INTEGER") else "categorical"
             if kind == "categorical" and e.get("distinct", 0) > MAX_EXTRA_CATEGORIES:
                 continue
@@ -263,7 +283,7 @@ def _handbook(config: FeatureConfig, roles: set[str]) -> _Builder:
           "周末（手册）", ALWAYS_TIME, ALWAYS_TIME_ZH)
     b.add("TX_DURING_NIGHT", "time", "CAST(hour(timestamp) <= 6 AS INTEGER)", "Night: hour ≤ 6 (handbook)",
           "夜间：小时 ≤ 6（手册）", ALWAYS_TIME, ALWAYS_TIME_ZH)
-    for n in (1, 7, 30):
+    for n in (1, 7, 30) if "customer_id" in roles else ():
         win = b.window(f"w_c_{n}", _range("customer_id", n * 86400))
         rule, rule_zh = f"customer's transactions in (t − {n} days, t] ({hb})", f"客户在 (t − {n} 天, t] 内的交易"
         b.add(f"CUSTOMER_ID_NB_TX_{n}DAY_WINDOW", "velocity", f"count(*) OVER {win}",
@@ -293,7 +313,7 @@ def _builder(config: FeatureConfig, ds: dict, store: Store) -> _Builder:
     extras = []
     for e in ds["extras"]:
         e = dict(e)
-        if e["type"] == "VARCHAR":
+        if e["type"] == "VARCHAR" and "distinct" not in e:
             e["distinct"] = store.scalar(f"SELECT approx_count_distinct({e['column']}) FROM {ds['table']}") or 0
         extras.append(e)
     return _standard(config, roles, extras)
@@ -367,6 +387,11 @@ def _public(row: dict, ds: dict) -> dict:
             "table": row["table_name"], "rows": row["rows"], "seconds": row["seconds"],
             "config": json.loads(row["config"]), "catalogue": json.loads(row["catalogue"]),
             "created_at": row["created_at"]}
+
+
+def unavailable_families(ds: dict) -> list[dict]:
+    """Feature families this dataset cannot have, with the roles each needs (for the UI)."""
+    return missing_families(ds["mapping"])
 
 
 def is_built(store: Store, dataset_id: int, config: FeatureConfig) -> bool:

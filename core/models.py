@@ -73,8 +73,9 @@ def make_split(store: Store, fs: dict, train_start=None, train_end=None, test_st
     validate, the last 20% test (an optional gap in days before validation and test leaves
     room for label delay). Dates are inclusive days."""
     days = _days(store, fs)
-    if len(days) < 5:
-        raise RiskdeskError("the dataset spans fewer than 5 days; an out-of-time split needs more")
+    if len(days) < 5 and not random:
+        raise RiskdeskError(f"the dataset spans {len(days)} day{'s' if len(days) != 1 else ''}; an out-of-time "
+                            "split needs at least 5 (train on a random split with --random-split instead)")
     if random:
         return Split("random", (_d(days[0]), _d(days[-1])), (_d(days[0]), _d(days[-1])),
                      (_d(days[0]), _d(days[-1])), 0, seed)
@@ -421,7 +422,7 @@ def train(store: Store, dataset: str, kinds=DEFAULT_KINDS, trials: int = 30, imb
         raise RiskdeskError("the training or validation period has too few frauds")
 
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
-    results = []
+    results, skipped = [], []
     n = len(kinds)
     for i, kind in enumerate(kinds):
         lo, hi = 0.08 + 0.9 * i / n, 0.08 + 0.9 * (i + 1) / n
@@ -430,11 +431,14 @@ def train(store: Store, dataset: str, kinds=DEFAULT_KINDS, trials: int = 30, imb
         step(0.0, "training")
         entry = _train_one(store, kind, fs, ds, split, parts, fit_part, val_part, categorical, categories,
                            trials, imbalance, time_budget, seed, step)
+        if "skip" in entry:
+            skipped.append({"kind": kind, "reason": entry["skip"], "rules": entry["skipped_rules"]})
+            continue
         entry["train_seconds"] = time.perf_counter() - start
         step(0.95, "evaluating")
         results.append(_register(store, entry, fs, ds, split, run_id, actor, capacity_k, parts))
     report(1.0, "done")
-    return {"run_id": run_id, "split": split.public(), "models": results}
+    return {"run_id": run_id, "split": split.public(), "models": results, "skipped": skipped}
 
 
 def _subset(frame: Frame, mask: np.ndarray) -> Frame:
@@ -448,10 +452,12 @@ def _train_one(store, kind, fs, ds, split, parts, fit_part, val_part, categorica
     neg = float(len(parts["train"].y) - pos)
     if kind == "rules":
         rules_mod.ensure_starter_rules(store)
-        active = rules_mod.current_rules(store, include_disabled=False)
+        active, skipped = rules_mod.applicable(rules_mod.current_rules(store, include_disabled=False), fs)
         if not active:
-            raise RiskdeskError("there are no enabled rules to evaluate")
-        return {"kind": kind, "rules": rules_mod.snapshot(active), "params": {"rules": len(active)}}
+            return {"kind": kind, "skip": "no enabled rule applies to this dataset" if skipped else
+                    "there are no enabled rules", "skipped_rules": skipped}
+        return {"kind": kind, "rules": rules_mod.snapshot(active),
+                "params": {"rules": len(active), "skipped_rules": skipped}}
     if kind == "default":
         params = _lgb_params({"learning_rate": 0.3, "max_depth": 6, "num_leaves": 64, "lambda_l2": 1.0,
                               "min_sum_hessian_in_leaf": 1.0, "min_data_in_leaf": 1, "max_bin": 255}, seed,

@@ -17,7 +17,9 @@ Grammar (keywords are case-insensitive)::
 
 Names must be columns of the feature table (features, amount, channel, ...); strings and
 numbers become bound parameters. A rule fires where its expression is true; NULL counts as
-not fired.
+not fired. A rule that names a feature a dataset lacks (say new_counterparty in a file with no
+counterparty) is "not applicable" to it: evaluation, backtests and the rule-set model leave it
+out and say so (`applicable`), never fail.
 """
 from __future__ import annotations
 
@@ -346,7 +348,49 @@ STARTER_RULES = [
     ("R005", "New device and a large amount", "new_device = 1 and amount_to_mean_30d > 5", "VERIFY", 40),
     ("R006", "Card testing: a burst of tiny amounts", "cust_count_1h >= 4 and cust_mean_1h < 10", "BLOCK", 70),
     ("R007", "Payee with recent confirmed fraud", "cp_fraud_share_30d > 0.2", "VERIFY", 30),
+    ("R008", "Large amount at night", "is_night = 1 and amount > 5000", "VERIFY", 25),
 ]
+STARTER_NAMES_ZH = {
+    "R001": "金额远高于客户常态且收款方为新对手",
+    "R002": "夜间大额转账",
+    "R003": "通过新渠道或新设备转空余额",
+    "R004": "高频：一小时内 5 笔及以上交易",
+    "R005": "新设备且金额较大",
+    "R006": "盗卡测试：连续多笔极小金额",
+    "R007": "收款方近期有确认欺诈",
+    "R008": "夜间大额交易",
+}
+
+
+def display_name(rule: dict, lang: str = "en") -> str:
+    """A rule's name in the UI language: starter rules whose name was never changed have a
+    Chinese name too; names people wrote are shown as written."""
+    starter = next((name for rid, name, *_ in STARTER_RULES if rid == rule["rule_id"]), None)
+    if lang == "zh" and starter is not None and rule["name"] == starter:
+        return STARTER_NAMES_ZH[rule["rule_id"]]
+    return rule["name"]
+
+
+def names_in(expression: str) -> set[str]:
+    """The feature names an expression refers to (empty if it does not tokenise)."""
+    try:
+        return {tok.text for tok in tokenize(expression) if tok.kind == "name"}
+    except RuleSyntaxError:
+        return set()
+
+
+def applicable(rules: list[dict], fs: dict) -> tuple[list[dict], list[dict]]:
+    """(rules that fit the feature set, [{"rule_id", "name", "missing"}] for those that name
+    features it lacks)."""
+    names = _rule_columns(fs)
+    fitting, skipped = [], []
+    for r in rules:
+        missing = sorted(names_in(r["expression"]) - names)
+        if missing:
+            skipped.append({"rule_id": r["rule_id"], "name": r["name"], "missing": missing})
+        else:
+            fitting.append(r)
+    return fitting, skipped
 
 
 def _rule_columns(fs: dict) -> set[str]:
@@ -449,8 +493,9 @@ def period_sql(start, end) -> tuple[str, list]:
 def evaluate(store: Store, fs: dict, rules: list[dict], start=None, end=None, extra_columns: str = ""):
     """Per transaction: which rules fired (columns named by rule id), the rule-set score (sum of
     scores of rules fired) and the rule decision (BLOCK if a BLOCK rule fired, else VERIFY if
-    any rule fired, else PASS). Returns a DataFrame in time order."""
-    compiled = _compiled(rules, fs)
+    any rule fired, else PASS). Rules not applicable to the feature set are left out. Returns
+    a DataFrame in time order."""
+    compiled = _compiled(applicable(rules, fs)[0], fs)
     where, wparams = period_sql(start, end)
     fired = [f"{sql} AS {quote_ident(r['rule_id'])}" for r, sql, _ in compiled]
     params = [p for _, _, ps in compiled for p in ps]
@@ -474,6 +519,7 @@ def backtest(store: Store, fs: dict, rules: list[dict] | None = None, start=None
     import pandas as pd
     from . import metrics
     rules = [r for r in (rules if rules is not None else current_rules(store)) if r["enabled"]]
+    rules, skipped = applicable(rules, fs)
     frame = evaluate(store, fs, rules, start, end)
     labelled = frame[frame["label"].notna()]
     y = labelled["label"].to_numpy(dtype=int)
@@ -503,24 +549,17 @@ def backtest(store: Store, fs: dict, rules: list[dict] | None = None, start=None
     ids = [r["rule_id"] for r in rules]
     m = labelled[ids].to_numpy(dtype=float) if ids else np.zeros((len(labelled), 0))
     overlap = pd.DataFrame(m.T @ m, index=ids, columns=ids).astype(int)
-    return {"rules": pd.DataFrame(rows), "overall": overall, "overlap": overlap,
-            "period": {"start": str(start) if start else None, "end": str(end) if end else None}}
-
-
-def fits(rule: dict, fs: dict) -> bool:
-    """Whether a rule's expression parses against this feature set's names."""
-    try:
-        parse(rule["expression"], _rule_columns(fs))
-        return True
-    except RuleSyntaxError:
-        return False
+    columns = ["rule_id", "version", "name", "action", "score", "hits", "hit_rate", "true_positives",
+               "false_positives", "precision", "recall", "fraud_amount_caught"]
+    return {"rules": pd.DataFrame(rows, columns=columns), "overall": overall, "overlap": overlap,
+            "skipped": skipped, "period": {"start": str(start) if start else None, "end": str(end) if end else None}}
 
 
 def hit_sql(rules: list[dict], fs: dict) -> dict:
     """SQL expressions over a row of the feature table for a set of rules (those that do not fit
     the feature set are left out): "fired", the list of rule ids that fire, and "block", true
     when a BLOCK rule fires; each as (sql, bound parameters in order)."""
-    compiled = _compiled([r for r in rules if fits(r, fs)], fs)
+    compiled = _compiled(applicable(rules, fs)[0], fs)
     cases = [f"CASE WHEN {sql} THEN CAST(? AS VARCHAR) END" for _, sql, _ in compiled]
     fired = (f"list_filter([{', '.join(cases)}], lambda x: x IS NOT NULL)" if cases else "CAST([] AS VARCHAR[])",
              [p for r, _, ps in compiled for p in [*ps, r["rule_id"]]])

@@ -133,6 +133,12 @@ MIGRATIONS: list[tuple[int, str]] = [
             decided_at TIMESTAMP NOT NULL
         );
     """),
+    (5, """
+        -- How a dataset's file was read (time offsets, date order, decimal commas, the mapping's
+        -- evidence) and its data health warnings at load.
+        ALTER TABLE datasets ADD COLUMN reading JSON;
+        ALTER TABLE datasets ADD COLUMN warnings JSON;
+    """),
 ]
 
 

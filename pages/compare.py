@@ -10,7 +10,7 @@ from core import rules as rules_mod
 from core.errors import RiskdeskError
 from core.export import safe_csv_bytes
 from core.i18n import t
-from ui import dataset_or_stop, features_or_stop, lang, reviewer, run_job, store, tr
+from ui import dataset_or_stop, features_or_stop, lang, reviewer, run_job, store, tr, unavailable_families_note
 
 db = store()
 st.title(tr("compare.title"))
@@ -120,9 +120,12 @@ with tab_train:
                     st.session_state["model_request"] = best["model_id"]
                 st.session_state["train_message"] = ("success", tr("compare.trained", n=len(finished.result["models"]),
                                                                    run=finished.result["run_id"]))
+                st.session_state["train_skipped"] = finished.result["skipped"]
     if "train_message" in st.session_state:
         level, message = st.session_state["train_message"]
         (st.error if level == "error" else st.success)(message)
+    for skipped in st.session_state.get("train_skipped") or []:
+        st.info(tr("compare.kind_skipped", kind=tr(f"kind.{skipped['kind']}")))
 
 # -- results of a run --------------------------------------------------------------------------------
 registry = models.list_models(db, ds["name"])
@@ -164,6 +167,10 @@ with tab_board:
     st.download_button(tr("compare.download"), safe_csv_bytes(board), file_name=f"leaderboard_{run}.csv",
                        mime="text/csv")
     st.caption(tr("compare.leaderboard_help"))
+    for m in in_run:
+        for r in (m["params"] or {}).get("skipped_rules") or []:
+            st.info(tr("compare.rule_not_applicable", rule_id=r["rule_id"], names=", ".join(r["missing"])))
+    unavailable_families_note(ds)
 
 labels = {m["model_id"]: f"{kind_label(m['kind'])} ({m['model_id']})" for m in in_run}
 

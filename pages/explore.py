@@ -7,7 +7,7 @@ from core import explore, plots
 from core.errors import RiskdeskError
 from core.export import safe_csv_bytes
 from core.features import FAMILIES, FeatureConfig, feature_names
-from ui import dataset_or_stop, features_or_stop, lang, store, tr
+from ui import dataset_or_stop, features_or_stop, lang, store, tr, unavailable_families_note
 
 db = store()
 st.title(tr("explore.title"))
@@ -40,6 +40,7 @@ except (RiskdeskError, ValueError) as exc:
 fs = features_or_stop(ds, config)
 st.caption(tr("explore.feature_set", version=fs["version"], features=len(fs["catalogue"]), rows=f"{fs['rows']:,}",
               seconds=f"{fs['seconds']:.1f}"))
+unavailable_families_note(ds)
 catalogue = {f["name"]: f for f in fs["catalogue"]}
 key = fs["table"]
 

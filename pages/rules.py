@@ -52,14 +52,23 @@ start, end = map(str, period)
 
 tab_list, tab_edit, tab_backtest = st.tabs([tr("rules.tab.list"), tr("rules.tab.edit"), tr("rules.tab.backtest")])
 
+not_applicable = {r["rule_id"]: r["missing"] for r in rules_mod.applicable(current, fs)[1]}
+
 with tab_list:
-    table = [{**{k: r[k] for k in ("rule_id", "version", "name", "expression", "score", "enabled", "author",
-                                   "created_at")}, "action": tr(f"band.{r['action']}")} for r in current]
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
+    table = [{**{k: r[k] for k in ("rule_id", "version", "expression", "score", "enabled", "author", "created_at")},
+              "name": rules_mod.display_name(r, lang()), "action": tr(f"band.{r['action']}"),
+              "applicable": (tr("rules.not_applicable", names=", ".join(not_applicable[r["rule_id"]]))
+                             if r["rule_id"] in not_applicable else tr("rules.applicable"))} for r in current]
+    st.dataframe(table, hide_index=True, width="stretch", column_order=[
+        "rule_id", "version", "name", "expression", "action", "score", "enabled", "applicable", "author", "created_at"],
+        column_config={
         "rule_id": tr("rules.col.id"), "version": tr("rules.col.version"), "name": tr("rules.col.name"),
         "expression": st.column_config.TextColumn(tr("rules.col.expression"), width="large"),
         "action": tr("rules.col.action"), "score": tr("rules.col.score"), "enabled": tr("rules.col.enabled"),
-        "author": tr("rules.col.author"), "created_at": tr("rules.col.created")})
+        "applicable": tr("rules.col.applicable"), "author": tr("rules.col.author"),
+        "created_at": tr("rules.col.created")})
+    if not_applicable:
+        st.info(tr("rules.not_applicable_note", n=len(not_applicable), name=ds["name"]))
     with st.expander(tr("rules.grammar_header")):
         st.markdown(tr("rules.grammar"))
         st.caption(tr("rules.names", names=", ".join(sorted(f["name"] for f in fs["catalogue"]))))
@@ -68,7 +77,7 @@ with tab_edit:
     NEW = "__new__"
     choice = st.selectbox(tr("rules.choose"), [NEW] + list(by_id), key="rules_choice",
                           format_func=lambda r, language=lang(): (t("rules.new", language) if r == NEW else
-                                                                  f"{r} · {by_id[r]['name']}"))
+                                                                  f"{r} · {rules_mod.display_name(by_id[r], language)}"))
     base = by_id.get(choice, {"name": "", "expression": "", "action": "VERIFY", "score": 20.0, "enabled": True})
     k = f"{choice}_{base.get('version', 0)}"
     name = st.text_input(tr("rules.col.name"), base["name"], key=f"rule_name_{k}", max_chars=120)
@@ -140,6 +149,8 @@ with tab_backtest:
     except RiskdeskError as exc:
         st.error(tr("common.error", error=exc))
         st.stop()
+    for skipped in bt["skipped"]:
+        st.info(tr("rules.skipped_in_backtest", rule_id=skipped["rule_id"], names=", ".join(skipped["missing"])))
     o = bt["overall"]
     cols = st.columns(6)
     cols[0].metric(tr("rules.m.hits"), f"{o['hits']:,}", help=tr("rules.m.hits_help", n=f"{o['labelled']:,}"))

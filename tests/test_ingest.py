@@ -6,7 +6,7 @@ import pytest
 
 from core.datasets import delete_dataset, get_dataset, list_datasets, page_rows, rejects_frame
 from core.errors import RiskdeskError
-from core.ingest import ingest, inspect_source, preview_mapping
+from core.ingest import infer, ingest, inspect_source, preview_mapping
 from core.schema import suggest_mapping
 
 HEADER = "trans_id,user_id,trans_time,amount,label"
@@ -82,7 +82,7 @@ def test_gbk_chinese_headers_and_broken_rows(store, tmp_path):
     path = write(tmp_path / "gbk.csv", text, "gbk")
     info = inspect_source(path)
     assert info.encoding == "gb18030"
-    assert info.suggested == {"transaction_id": "交易流水号", "customer_id": "客户号", "timestamp": "交易时间",
+    assert infer(info).mapping == {"transaction_id": "交易流水号", "customer_id": "客户号", "timestamp": "交易时间",
                               "amount": "交易金额", "label": "是否欺诈", "balance_before": "交易前余额",
                               "balance_after": "交易后余额", "channel": "渠道"}
     result = load(store, path)
@@ -104,7 +104,8 @@ def test_parquet_and_excel(store, tmp_path):
     frame.to_parquet(tmp_path / "t.parquet")
     result = load(store, tmp_path / "t.parquet", "pq")
     assert result["rows_loaded"] == 3
-    assert get_dataset(store, "pq")["extras"] == [{"column": "x_0", "source": "score_x", "type": "DOUBLE"}]
+    assert [{k: e[k] for k in ("column", "source", "type", "use")} for e in get_dataset(store, "pq")["extras"]] == [
+        {"column": "x_0", "source": "score_x", "type": "DOUBLE", "use": True}]
 
     wb = openpyxl.Workbook()
     ws = wb.active
@@ -159,7 +160,7 @@ def test_delete_is_audited(store, tmp_path):
 def test_mapping_preview_matches_load(store, tmp_path):
     path = write(tmp_path / "a.csv", "\n".join([HEADER] + ROWS + ["T4,U3,yesterday,5,0"]) + "\n")
     info = inspect_source(path)
-    frame = preview_mapping(info, info.suggested, 10)
+    frame = preview_mapping(info, infer(info).mapping, 10)
     assert list(frame["amount"][:3]) == [10.5, 20.0, 30.0]
     assert frame["reason"].tolist()[-1] == "not_a_timestamp"
 

@@ -5,7 +5,7 @@ import duckdb
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from core import parsing
+from core.ingest import parse as parsing
 
 CON = duckdb.connect()
 

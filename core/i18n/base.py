@@ -1,12 +1,6 @@
-"""UI text in English and Simplified Chinese (terms from ../shared/glossary.md).
-
-Pages never hold literal user-facing strings: they call t(key, lang, **values). A test checks
-that both catalogues have the same keys and that every key a page uses exists.
-"""
+"""The catalogues of the app as it stood before ingest got its own (data, explore, rules,
+models, explanations, cases). New sections go into a module of their own in this package."""
 from __future__ import annotations
-
-LANGUAGES = {"en": "English", "zh": "简体中文"}
-DEFAULT = "en"
 
 EN: dict[str, str] = {
     "app.title": "riskdesk",
@@ -106,7 +100,7 @@ EN: dict[str, str] = {
     "data.mapping.column": "column",
     "data.mapping.extras": "Other columns kept as extra features: {columns}",
     "nav.explore": "Explore",
-    "family.time": "time", "family.velocity": "customer velocity", "family.novelty": "novelty",
+    "family.amount": "amount", "family.time": "time", "family.velocity": "customer velocity", "family.novelty": "novelty",
     "family.balance": "balance", "family.counterparty": "counterparty", "family.device": "device",
     "family.categorical": "categorical", "family.extras": "extra columns",
     "explore.title": "Explore",
@@ -264,7 +258,7 @@ ZH: dict[str, str] = {
     "data.mapping.column": "列",
     "data.mapping.extras": "其他列作为附加特征保留：{columns}",
     "nav.explore": "探索",
-    "family.time": "时间", "family.velocity": "客户交易频度", "family.novelty": "新颖性",
+    "family.amount": "金额", "family.time": "时间", "family.velocity": "客户交易频度", "family.novelty": "新颖性",
     "family.balance": "余额", "family.counterparty": "交易对手", "family.device": "设备",
     "family.categorical": "类别", "family.extras": "附加列",
     "explore.title": "探索",
@@ -326,34 +320,6 @@ ZH: dict[str, str] = {
     "common.yes": "是",
     "common.no": "否",
 }
-
-CATALOGUES = {"en": EN, "zh": ZH}
-
-
-def t(key: str, lang: str = DEFAULT, **values) -> str:
-    """The text for `key` in `lang` (English if missing), with {placeholders} filled."""
-    text = CATALOGUES.get(lang, EN).get(key) or EN.get(key) or key
-    return text.format(**values) if values else text
-
-
-def role_name(role: str, lang: str = DEFAULT) -> str:
-    return t(f"role.{role}", lang)
-
-
-def reason_text(reason: str, role: str | None, lang: str = DEFAULT) -> str:
-    return t(f"reason.{reason}", lang, role=role_name(role, lang) if role else "")
-
-
-def human_size(n: int | None) -> str:
-    if n is None:
-        return ""
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
-
 
 # -- rules, model comparison -------------------------------------------------------------------------
 EN.update({
