@@ -80,12 +80,13 @@ CONTAINS: dict[str, tuple[str, ...]] = {
     "transaction_id": ("流水",),
     "customer_id": ("客户", "用户", "顧客", "customer", "client", "card"),
     "timestamp": ("时间", "日期", "datetime", "time", "date", "datum", "日時"),
-    "amount": ("金额", "金額", "amount", "betrag"),
+    "amount": ("金额", "金額", "amount", "betrag", "montant", "importe"),
     "label": ("欺诈", "fraud", "不正"),
     "balance_before": ("交易前",),
     "balance_after": ("交易后",),
     "device_id": ("设备", "device"),
-    "counterparty_id": ("商户", "merchant", "terminal", "对手", "payee", "beneficiary"),
+    "counterparty_id": ("商户", "merchant", "terminal", "对手", "payee", "beneficiary", "bénéficiaire",
+                        "beneficiaire", "empfänger"),
 }
 
 

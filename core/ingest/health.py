@@ -22,7 +22,7 @@ LEAK_SAMPLE_ROWS = 200_000
 GAP_DAYS = 7                      # a stretch without transactions this long is reported
 # Header words of personal data kept out of features (normalised headers).
 PERSONAL_WORDS = ("firstname", "lastname", "fullname", "surname", "street", "address", "job", "occupation",
-                  "dob", "birth", "email", "phone", "mobile", "ssn", "passport", "姓名", "名字", "地址", "住址",
+                  "dob", "birth", "phone", "mobile", "ssn", "passport", "姓名", "名字", "地址", "住址",
                   "电话", "手机", "身份证", "证件", "职业", "生日", "出生")
 PERSONAL_EXACT = ("first", "last", "name", "job", "dob", "city", "姓名")
 
@@ -108,9 +108,11 @@ def _extras_health(cur, table: str, mapping: dict, extras: list[dict], rows: int
     if not extras:
         return out
     stats = cur.execute("SELECT " + ", ".join(
-        f"approx_count_distinct({e['column']}), count({e['column']})" for e in extras) + f" FROM {table}").fetchone()
+        f"approx_count_distinct({e['column']}), count({e['column']}), "
+        f"count(CASE WHEN contains(CAST({e['column']} AS VARCHAR), '@') THEN 1 END)" for e in extras)
+        + f" FROM {table}").fetchone()
     for k, e in enumerate(extras):
-        distinct, present = stats[2 * k], stats[2 * k + 1]
+        distinct, present, emails = stats[3 * k], stats[3 * k + 1], stats[3 * k + 2]
         e["distinct"] = int(distinct or 0)
         text = e["type"] == "VARCHAR"
         integral = e["type"] in ("BIGINT", "INTEGER", "HUGEINT") or (
@@ -120,7 +122,7 @@ def _extras_health(cur, table: str, mapping: dict, extras: list[dict], rows: int
         if present == 0 or distinct <= 1:
             why = "constant_column"
             out.append(warning(why, e["source"], value=_first_value(cur, table, e["column"])))
-        elif text and _is_personal(e["source"]):
+        elif text and (_is_personal(e["source"]) or emails > 0.5 * present):
             why = "personal_text"
             out.append(warning(why, e["source"]))
         elif text and distinct > MAX_EXTRA_CATEGORIES:

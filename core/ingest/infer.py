@@ -58,6 +58,7 @@ class Profile:
     comma_decimal: int = 0     # like 1.234,56 or 12,5
     dot_decimal: int = 0       # like 1,234.56 or 12.5
     wordy: int = 0             # text without digits (names, words)
+    spaced: int = 0            # text with a space inside (free text, names)
     examples: list = field(default_factory=list)
 
     def share(self, n: int) -> float:
@@ -152,9 +153,11 @@ def _cheap_stats(i: int) -> dict[str, str]:
         "min": f"min(CASE WHEN isfinite({num}) THEN {num} END)",
         "max": f"max(CASE WHEN isfinite({num}) THEN {num} END)",
         "zero_one": f"count(CASE WHEN {v} IN ('0', '1', '0.0', '1.0') THEN 1 END)",
-        "scientific": f"count(CASE WHEN {num} IS NOT NULL AND (contains({v}, 'E') OR contains({v}, 'e')) THEN 1 END)",
+        "scientific": (f"count(CASE WHEN {num} IS NOT NULL AND (contains({v}, 'E') OR contains({v}, 'e')) AND "
+                       f"regexp_full_match({v}, '[-+]?\\d(\\.\\d+)?[eE]\\+?\\d{{1,3}}') THEN 1 END)"),
         "_digit_text": f"count(CASE WHEN {num} IS NULL AND ascii({v}) BETWEEN 48 AND 57 THEN 1 END)",
         "_commas": f"count(CASE WHEN contains({v}, ',') THEN 1 END)",
+        "spaced": f"count(CASE WHEN contains({v}, ' ') THEN 1 END)",
         "examples": f"list(DISTINCT {v})[1:3]",
     }
 
@@ -174,9 +177,9 @@ def _costly_stats(i: int, p: Profile, digit_text: int, commas: int) -> dict[str,
         stats["label_ones"] = f"coalesce(sum({label}), 0)"
     if commas:
         stats["comma_decimal"] = (f"count(CASE WHEN regexp_full_match({v}, "
-                                  f"'[-+]?(\\d{{1,3}}(\\.\\d{{3}})+|\\d+),\\d{{1,2}}(\\s*\\S{{1,3}})?') THEN 1 END)")
+                                  f"'[-+]?(\\d{{1,3}}(\\.\\d{{3}})+|\\d+),\\d{{1,2}}(\\s*[^\\d\\s.,]{{1,3}})?') THEN 1 END)")
         stats["dot_decimal"] = (f"count(CASE WHEN regexp_full_match({v}, "
-                                f"'[-+]?(\\d{{1,3}}(,\\d{{3}})+|\\d+)\\.\\d+(\\s*\\S{{1,3}})?') THEN 1 END)")
+                                f"'[-+]?(\\d{{1,3}}(,\\d{{3}})+|\\d+)\\.\\d+(\\s*[^\\d\\s.,]{{1,3}})?') THEN 1 END)")
     if p.numeric < p.values:
         stats["wordy"] = f"count(CASE WHEN NOT regexp_matches({v}, '\\d') THEN 1 END)"
     return stats
@@ -251,7 +254,7 @@ def _value_evidence(role: str, p: Profile, hinted: bool) -> tuple[float, list[tu
     decimals = p.numeric and p.share(p.numeric - p.integral) > 0.5
     timeish = p.share(p.times) > 0.9
     if role == "transaction_id":
-        if decimals or timeish:
+        if decimals or timeish or p.share(p.spaced) > 0.5:
             return -1.0, [("not_an_id", {})]
         if uniq >= 0.99:
             textual = p.share(p.numeric) < 0.5
@@ -261,7 +264,7 @@ def _value_evidence(role: str, p: Profile, hinted: bool) -> tuple[float, list[tu
         if decimals or timeish:
             return -1.0, [("not_an_id", {})]
         if p.distinct < 20 and n >= 100:
-            return -0.5, [("few_values", {"distinct": p.distinct})]
+            return (-0.5 if role == "customer_id" else 0.0), [("few_values", {"distinct": p.distinct})]
         if uniq <= 0.85:
             return 0.3, [("repeats", {"per_value": n / max(p.distinct, 1)})]
         return 0.0, [("unique", {"share": uniq})]

@@ -87,9 +87,9 @@ YEAR_LAST_FORMATS = {"mdy": ["%m-%d-%Y %H:%M:%S", "%m-%d-%Y %H:%M", "%m-%d-%Y"],
 TIMESTAMP_FORMATS = YMD_FORMATS + YEAR_LAST_FORMATS["mdy"]
 # A date with the year last ("8/3/2020 6:18", "13.01.2019"): groups day-or-month, day-or-month.
 YEAR_LAST_REGEX = r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})\b"
-TRUE_WORDS = ("1", "1.0", "true", "t", "yes", "y", "是", "fraud", "欺诈", "risk", "风险")
+TRUE_WORDS = ("1", "1.0", "true", "t", "yes", "y", "是", "fraud", "欺诈", "risk", "风险", "oui", "ja", "sí", "si")
 FALSE_WORDS = ("0", "0.0", "false", "f", "no", "n", "否", "normal", "正常", "legit",
-               "legitimate", "genuine")
+               "legitimate", "genuine", "non", "nein")
 
 # Epoch magnitudes: below 1e11 is seconds (1973..5138), up to 1e14 milliseconds.
 _EXCEL_MIN, _EXCEL_MAX = 20000, 80000   # Excel serial days: 1954-10-03 .. 2119-01-10
