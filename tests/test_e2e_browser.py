@@ -177,3 +177,73 @@ def test_train_explain_decide_and_export(demo_page):
     download.value.save_as(path)
     text = "".join(p.extract_text() for p in PdfReader(str(path)).pages)
     assert txid in text and "alice" in text and "Confirmed fraud" in text
+
+
+DOCS = ROOT / "docs"
+
+
+def upload_and_load(pg, path, shot_prefix, lang):
+    """Upload a file, check the suggested mapping is there without touching it, load it."""
+    pg.locator('input[type="file"]').set_input_files(str(path))
+    pg.get_by_text("Map columns to roles" if lang == "en" else "列映射").wait_for(timeout=60_000)
+    settle(pg)
+    pg.screenshot(path=str(SHOTS / f"{shot_prefix}_mapping_{lang}.png"), full_page=True)
+    pg.get_by_role("button", name="Load into the workspace" if lang == "en" else "导入工作区").click()
+    pg.get_by_text("Loaded " if lang == "en" else "已导入").first.wait_for(timeout=120_000)
+    settle(pg)
+    pg.screenshot(path=str(SHOTS / f"{shot_prefix}_health_{lang}.png"), full_page=True)
+
+
+def test_public_conventions_map_themselves_load_and_train(page):
+    """PaySim (offsets, no ids) in English and Sparkov through Excel (scientific ids, mixed date
+    orders) in Chinese: no manual mapping, a health report, then the default comparison."""
+    from conventions import paysim_like, sparkov_like
+    pg, (url, tmp) = page
+    SHOTS.mkdir(exist_ok=True)
+    paysim, sparkov = tmp / "PS_log.csv", tmp / "fraudTrain.csv"
+    paysim_like(paysim, rows=1500)
+    sparkov_like(sparkov, rows=1500)
+    pg.set_viewport_size({"width": 1400, "height": 2400})   # the whole mapping step in one screenshot
+    pg.goto(url)
+    pg.get_by_role("heading", name="Upload a file").wait_for(timeout=60_000)
+    upload_and_load(pg, paysim, "paysim", "en")
+    body = pg.locator("body").inner_text()
+    assert "“step” holds offsets, not dates" in body and "No transaction id column" in body
+    assert "Loaded 1,499 rows into “PS_log”, rejected 1." in body
+
+    pg.goto(url + "/compare")
+    pg.get_by_text("Transactions and fraud rate per day").wait_for(timeout=120_000)
+    trials = pg.get_by_label("Trials", exact=True)
+    trials.fill("2")
+    trials.press("Enter")
+    pg.wait_for_timeout(1000)
+    pg.get_by_role("button", name="Train and compare").click()
+    pg.get_by_text("Trained 3 models").wait_for(timeout=300_000)
+    settle(pg)
+    pg.get_by_role("tab", name="Leaderboard").click()
+    pg.get_by_text("Rule R003 was left out of the rule-set model").wait_for(timeout=30_000)
+    pg.screenshot(path=str(SHOTS / "paysim_compare_en.png"), full_page=True)
+
+    # the same for Sparkov, in Chinese
+    pg.goto(url)
+    sidebar = pg.locator('section[data-testid="stSidebar"]')
+    pg.get_by_role("heading", name="Upload a file").wait_for(timeout=60_000)
+    sidebar.locator('[data-testid="stSelectbox"]').first.click()
+    pg.get_by_role("option", name="简体中文").click()
+    pg.get_by_role("heading", name="上传文件").wait_for(timeout=30_000)
+    upload_and_load(pg, sparkov, "sparkov", "zh")
+    body = pg.locator("body").inner_text()
+    assert "混用了日期顺序" in body and "科学计数法" in body and "像是个人信息" in body
+    assert "已导入 1,497 行到“fraudTrain”，拒绝 3 行。" in body
+    sidebar.get_by_role("link", name="模型对比").click()
+    pg.get_by_role("button", name="训练并对比").wait_for(timeout=120_000)
+    trials = pg.get_by_label("试验次数", exact=True)
+    trials.fill("2")
+    trials.press("Enter")
+    pg.wait_for_timeout(1000)
+    pg.get_by_role("button", name="训练并对比").click()
+    pg.get_by_text("已训练 3 个模型").wait_for(timeout=300_000)
+    settle(pg)
+    pg.get_by_role("tab", name="排行榜").click()
+    settle(pg)
+    pg.screenshot(path=str(SHOTS / "sparkov_compare_zh.png"), full_page=True)

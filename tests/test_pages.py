@@ -186,3 +186,46 @@ def test_training_switches_the_sidebar_model_to_the_new_run(trained_app):
     at = train_from_page("en", ["Default GBDT (XGBoost defaults)"])
     newest = store.scalar("SELECT model_id FROM models WHERE kind = 'default' ORDER BY created_at DESC LIMIT 1")
     assert at.session_state["model_request"] == newest
+
+
+@pytest.fixture
+def ulb_workspace(home, tmp_path):
+    """A ULB-like dataset: no transaction id, no customer, offsets for times."""
+    from conventions import ulb_like
+    from core.ingest import ingest
+    from core.store import open_store
+    path = tmp_path / "creditcard.csv"
+    ulb_like(path, rows=800)
+    ingest(open_store(home), path, "creditcard")
+    return home
+
+
+@pytest.mark.parametrize("lang, words", [
+    ("en", ["holds offsets, not dates", "No transaction id column", "Feature families left out"]),
+    ("zh", ["是偏移量而非日期", "没有交易流水号列", "因缺少角色而未计算的特征族"]),
+])
+def test_data_page_health_report_in_both_languages(ulb_workspace, lang, words):
+    at = run_app(lang)
+    assert not at.exception, [e.value for e in at.exception]
+    text = " ".join(m.value for m in at.markdown)
+    for word in words:
+        assert word in text, word
+    assert "客户号" in text if lang == "zh" else "Customer id" in text
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_missing_roles_are_said_on_the_rules_and_explore_pages(ulb_workspace, lang):
+    at = run_app(lang, "pages/explore.py")
+    finish_jobs(at)
+    assert not at.exception, [e.value for e in at.exception]
+    note = " ".join(i.value for i in at.info)
+    assert ("Not available for this dataset" if lang == "en" else "本数据集不可用") in note
+    at.switch_page("pages/rules.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    listed = at.dataframe[0].value
+    assert (listed["name"] == ("Large amount at night" if lang == "en" else "夜间大额交易")).any()
+    applies = dict(zip(listed["rule_id"], listed["applicable"]))
+    assert applies["R008"] == ("yes" if lang == "en" else "是")
+    assert "cust_count_1h" in applies["R004"]
+    info = " ".join(i.value for i in at.info)
+    assert ("left out of this backtest" if lang == "en" else "未参与本次回测") in info

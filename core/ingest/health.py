@@ -43,6 +43,8 @@ def render(w: dict, lang: str) -> str:
         params["families"] = ", ".join(t(f"family.{f}", lang) for f in params["families"])
     if isinstance(params.get("roles"), list):
         params["roles"] = ", ".join(role_name(r, lang) for r in params["roles"])
+    if "unit" in params:
+        params["unit"] = t(f"data.time.unit.{params['unit']}", lang)
     return t(key, lang, column=w.get("column") or "", **params)
 
 

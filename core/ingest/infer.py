@@ -430,16 +430,16 @@ def decimal_comma_roles(mapping: dict[str, str], profiles: dict[str, Profile]) -
 
 def infer(info: SourceInfo, mapping: dict[str, str] | None = None, time_unit: str | None = None,
           time_origin: str | None = None, date_order: str | None = None,
-          profiles: dict[str, Profile] | None = None) -> Inference:
-    """The mapping (the user's roles kept, the rest suggested), validated, with the options
-    for reading times and numbers. Raises with a one-line reason when the time or the
-    amount cannot be found or read."""
+          profiles: dict[str, Profile] | None = None, complete: bool = True) -> Inference:
+    """The mapping (the user's roles kept, the rest suggested unless `complete` is False),
+    validated, with the options for reading times and numbers. Raises with a one-line reason
+    when the time or the amount cannot be found or read."""
     for role, column in (mapping or {}).items():
         if role not in ROLES:
             raise RiskdeskError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
     check_mapping_columns(info, mapping or {})
     profiles = profiles or profile_columns(info)
-    suggestions = suggest(profiles, mapping)
+    suggestions = suggest(profiles, mapping) if complete else suggest({}, mapping)
     final = {r: s.column for r, s in suggestions.items()}
     if "timestamp" not in final:
         raise RiskdeskError(_no_time_message(info, profiles))
