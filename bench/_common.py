@@ -33,6 +33,18 @@ def timed(fn, repeat: int = 3) -> tuple[float, list[float]]:
     return statistics.median(times), times
 
 
+def timed_pairs(first, second, repeat: int = 3) -> tuple[float, float, list[float]]:
+    """Median wall times of first() and second() run alternately, and the median of the
+    per-pair ratios second/first: on a noisy machine both sides of a pair see the same load."""
+    a, b = [], []
+    for _ in range(repeat):
+        for fn, times in ((first, a), (second, b)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return statistics.median(a), statistics.median(b), [y / x for x, y in zip(a, b)]
+
+
 def _spin(stop):
     while not stop.is_set():
         sum(i * i for i in range(10_000))

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 
 from ..errors import RiskdeskError
 from ..schema import ROLES, check_mapping, header_hints, normalise_header
-from .parse import (DEFAULT_TIME_ORIGIN, TIME_UNITS, YEAR_LAST_REGEX, ParseOptions, label_expr, sql_literal,
-                    timestamp_expr)
-from .read import SourceInfo, Stage, col, source_relation, stage_source
+from .parse import (DEFAULT_TIME_ORIGIN, MAX_YEAR, MIN_YEAR, TIME_UNITS, YEAR_LAST_REGEX, ParseOptions, label_expr,
+                    sql_literal, timestamp_expr)
+from .read import SourceInfo, Stage, col, source_relation
 
-PROFILE_ROWS = 10_000
+PROFILE_ROWS = 5_000
 ASSIGN_AT = 0.4            # least score that makes a suggestion
 VALUE_ONLY_ROLES = ("transaction_id", "timestamp", "amount", "label")
 # Header words that give an offset column's unit (normalised headers, checked in this order).
@@ -59,6 +59,8 @@ class Profile:
     dot_decimal: int = 0       # like 1,234.56 or 12.5
     wordy: int = 0             # text without digits (names, words)
     spaced: int = 0            # text with a space inside (free text, names)
+    plain_numbers: int = 0     # numbers exactly as DuckDB's CSV reader would type them (no spaces)
+    iso_times: int = 0         # ISO timestamps DuckDB's CSV reader would type (years 1900-2200)
     examples: list = field(default_factory=list)
 
     def share(self, n: int) -> float:
@@ -133,9 +135,10 @@ class Inference:
 # -- profiles --------------------------------------------------------------------------------
 
 def _values_sql(info: SourceInfo, table: str) -> str:
-    """Each column once as trimmed text v{i} and as a number n{i} (NULL if not one)."""
+    """Each column once as raw text r{i}, trimmed text v{i} and a number n{i} (NULL if not one)."""
     cols = []
     for i in range(len(info.headers)):
+        cols.append(f"CAST({col(i)} AS VARCHAR) AS r{i}")
         cols.append(f"NULLIF(trim(CAST({col(i)} AS VARCHAR)), '') AS v{i}")
         cols.append(f"TRY_CAST(NULLIF(trim(CAST({col(i)} AS VARCHAR)), '') AS DOUBLE) AS n{i}")
     return f"(SELECT {', '.join(cols)} FROM {table})"
@@ -143,7 +146,7 @@ def _values_sql(info: SourceInfo, table: str) -> str:
 
 def _cheap_stats(i: int) -> dict[str, str]:
     """Stats every column gets (no regular expressions, no date parsing)."""
-    v, num = f"v{i}", f"n{i}"
+    v, num, raw = f"v{i}", f"n{i}", f"r{i}"
     return {
         "values": f"count({v})",
         "distinct": f"count(DISTINCT {v})",
@@ -158,7 +161,10 @@ def _cheap_stats(i: int) -> dict[str, str]:
         "_digit_text": f"count(CASE WHEN {num} IS NULL AND ascii({v}) BETWEEN 48 AND 57 THEN 1 END)",
         "_commas": f"count(CASE WHEN contains({v}, ',') THEN 1 END)",
         "spaced": f"count(CASE WHEN contains({v}, ' ') THEN 1 END)",
-        "examples": f"list(DISTINCT {v})[1:3]",
+        "plain_numbers": f"count(CASE WHEN isfinite({num}) AND {raw} = {v} THEN 1 END)",
+        "iso_times": (f"count(CASE WHEN {num} IS NULL AND year(TRY_CAST({raw} AS TIMESTAMP)) BETWEEN "
+                      f"{MIN_YEAR} AND {MAX_YEAR} THEN 1 END)"),
+        "examples": f"[min({v}), max({v})]",
     }
 
 
@@ -201,9 +207,9 @@ def profile_columns(info: SourceInfo, rows: int = PROFILE_ROWS) -> dict[str, Pro
     con = duckdb.connect()
     stage = Stage(con)
     try:
-        staged, _ = stage_source(stage, info, limit=rows, tmp_dir=info.path.parent)
+        relation, params = source_relation(stage, info, limit=rows, tmp_dir=info.path.parent)
         table = stage.name("profile")
-        con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM {_values_sql(info, staged)}")
+        con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM {_values_sql(info, relation)}", params)
         stage.objects.append(("TABLE", table))
         cheap = _run_stats(con, table, {i: _cheap_stats(i) for i in range(len(info.headers))})
         for (i, name), value in cheap.items():

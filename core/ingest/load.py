@@ -106,7 +106,7 @@ def ingest(store: Store, path: str | Path, dataset: str, mapping: dict[str, str]
         table = f"tx_{int(new_id)}"
         report(0.1, "reading and parsing")
         tmp_dir = store.home / "tmp"
-        fast = native_types(info, mapping, tmp_dir, options)
+        fast = native_types(info, mapping, options, inference.profiles)
         relation, params = source_relation(stage, fast, tmp_dir=tmp_dir, numbered=info.kind == "excel")
         with_nl = info.kind == "csv" and info.quoted
         if with_nl:

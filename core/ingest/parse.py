@@ -292,37 +292,25 @@ def preview_mapping(info: SourceInfo, mapping: dict[str, str], rows: int = 20, o
         con.close()
 
 
-def native_types(info: SourceInfo, mapping: dict[str, str], tmp_dir: Path, options: ParseOptions) -> SourceInfo:
-    """A copy of a CSV's info in which role columns whose first rows are all plain numbers or
-    ISO timestamps are read natively typed by DuckDB's reader (much faster than parsing
-    text). Values that then fail the reader's cast are re-parsed as text, row by row."""
-    import duckdb
-    candidates = {r: mapping[r] for r in ("timestamp", *NUMBER_ROLES)
-                  if r in mapping and r not in options.decimal_comma}
-    if info.kind != "csv" or not candidates:
+def native_types(info: SourceInfo, mapping: dict[str, str], options: ParseOptions, profiles: dict) -> SourceInfo:
+    """A copy of a CSV's info in which role columns whose profiled rows (core.ingest.infer) are
+    all plain numbers or ISO timestamps are read natively typed by DuckDB's reader (much
+    faster than parsing text). Values that then fail the reader's cast are re-parsed as text,
+    row by row (recover_cast_rejects)."""
+    if info.kind != "csv":
         return info
-    index = {h: i for i, h in enumerate(info.headers)}
-    con = duckdb.connect()
-    stage = Stage(con)
-    try:
-        table, _ = stage_source(stage, info, limit=5000, tmp_dir=tmp_dir)
-        checks = []
-        for role, column in candidates.items():
-            c = col(index[column])
-            if role == "timestamp" and not options.time_unit:
-                checks.append(f"count({c}) > 0 AND count({c}) = count(CASE WHEN year(TRY_CAST({c} AS TIMESTAMP)) "
-                              f"BETWEEN {MIN_YEAR} AND {MAX_YEAR} THEN 1 END)")
-            else:
-                checks.append(f"count({c}) > 0 AND count({c}) = count(CASE WHEN isfinite(TRY_CAST({c} AS DOUBLE)) "
-                              f"AND {c} = trim({c}) THEN 1 END)")
-        flags = con.execute(f"SELECT {', '.join(checks)} FROM {table}").fetchone()
-    finally:
-        stage.close()
-        con.close()
     dtypes = list(info.dtypes)
-    for (role, column), native in zip(candidates.items(), flags):
-        if native:
-            dtypes[index[column]] = "TIMESTAMP" if role == "timestamp" and not options.time_unit else "DOUBLE"
+    for role in ("timestamp", *NUMBER_ROLES):
+        if role not in mapping or role in options.decimal_comma:
+            continue
+        p = profiles[mapping[role]]
+        if not p.values:
+            continue
+        if role == "timestamp" and not options.time_unit:
+            if p.iso_times == p.values:
+                dtypes[info.headers.index(mapping[role])] = "TIMESTAMP"
+        elif p.plain_numbers == p.values:
+            dtypes[info.headers.index(mapping[role])] = "DOUBLE"
     return dataclasses.replace(info, dtypes=dtypes)
 
 

@@ -133,7 +133,10 @@ def _scan_text(path: Path, name: str, encoding: str | None) -> tuple[str, str, i
             sha.update(chunk)
             newlines += chunk.count(b"\n")
             quoted = quoted or b'"' in chunk
-            if failed_at is None:
+            # ASCII is valid in every encoding checked here: skip decoding it (unless a
+            # multi-byte sequence is pending from the previous chunk, or the text is UTF-16).
+            ascii_ok = want.startswith("utf-8") and chunk.isascii() and not decoder.getstate()[0]
+            if failed_at is None and not ascii_ok:
                 try:
                     decoder.decode(chunk, final=False)
                 except UnicodeDecodeError as exc:
