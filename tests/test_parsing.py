@@ -98,3 +98,45 @@ def test_excel_serial(days):
 def test_parsers_never_raise(text):
     for builder in (parsing.number_expr, parsing.timestamp_expr, parsing.label_expr):
         parse(builder, text)   # any text: a value or NULL, never an SQL error
+
+
+@settings(max_examples=150, deadline=None)
+@given(moment=st.datetimes(min_value=datetime(1975, 1, 1), max_value=datetime(2099, 12, 31)).map(
+           lambda d: d.replace(second=0, microsecond=0)),
+       sep=st.sampled_from(["/", ".", "-"]), padded=st.booleans())
+def test_day_first_and_month_first_round_trip(moment, sep, padded):
+    d, m = (f"{moment.day:02d}", f"{moment.month:02d}") if padded else (str(moment.day), str(moment.month))
+    clock = f"{moment.hour}:{moment.minute:02d}"
+    assert parse(lambda c: parsing.timestamp_expr(c, "VARCHAR", "dmy"), f"{d}{sep}{m}{sep}{moment.year} {clock}") == moment
+    assert parse(lambda c: parsing.timestamp_expr(c, "VARCHAR", "mdy"), f"{m}{sep}{d}{sep}{moment.year} {clock}") == moment
+
+
+@settings(max_examples=150, deadline=None)
+@given(cents=st.integers(min_value=-10**11, max_value=10**11), style=st.sampled_from(["plain", "grouped", "euro"]))
+def test_decimal_comma_round_trip(cents, style):
+    value = cents / 100
+    whole, frac = f"{abs(value):,.2f}".split(".")
+    sign = "-" if value < 0 else ""
+    text = {"plain": f"{sign}{whole.replace(',', '')},{frac}", "grouped": f"{sign}{whole.replace(',', '.')},{frac}",
+            "euro": f"{sign}{whole.replace(',', '.')},{frac} €"}[style]
+    assert parse(lambda c: parsing.number_expr(c, "VARCHAR", decimal_comma=True), text) == pytest.approx(value, abs=1e-9)
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(min_value=0, max_value=10**6), unit=st.sampled_from(["s", "m", "h", "d"]),
+       origin=st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2030, 1, 1)).map(
+           lambda d: d.replace(microsecond=0)))
+def test_offsets_count_units_from_the_origin(n, unit, origin):
+    step = {"s": timedelta(seconds=1), "m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}[unit]
+    if n * step > timedelta(days=365 * 150):
+        return
+    got = parse(lambda c: parsing.offset_expr(c, "VARCHAR", unit, str(origin)), str(n))
+    assert got == origin + n * step
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=30))
+def test_option_parsers_never_raise(text):
+    for builder in (lambda c: parsing.number_expr(c, "VARCHAR", True), lambda c: parsing.timestamp_expr(c, "VARCHAR", "dmy"),
+                    lambda c: parsing.offset_expr(c, "VARCHAR", "h", "2024-01-01 00:00:00")):
+        parse(builder, text)
