@@ -194,6 +194,21 @@ def upload_and_load(pg, path, shot_prefix, lang):
     pg.screenshot(path=str(SHOTS / f"{shot_prefix}_health_{lang}.png"), full_page=True)
 
 
+def train_from_compare(pg, lang):
+    """On the Compare page: two tuning trials, train, wait for the three models, open the leaderboard."""
+    words = {"en": ("Train and compare", "Trials", "Trained 3 models", "Leaderboard"),
+             "zh": ("训练并对比", "试验次数", "已训练 3 个模型", "排行榜")}[lang]
+    pg.get_by_role("button", name=words[0]).wait_for(timeout=120_000)
+    trials = pg.get_by_label(words[1], exact=True)
+    trials.fill("2")
+    trials.press("Enter")
+    pg.wait_for_timeout(1000)
+    pg.get_by_role("button", name=words[0]).click()
+    pg.get_by_text(words[2]).wait_for(timeout=300_000)
+    settle(pg)
+    pg.get_by_role("tab", name=words[3]).click()
+
+
 def test_public_conventions_map_themselves_load_and_train(page):
     """PaySim (offsets, no ids) in English and Sparkov through Excel (scientific ids, mixed date
     orders) in Chinese: no manual mapping, a health report, then the default comparison."""
@@ -212,15 +227,7 @@ def test_public_conventions_map_themselves_load_and_train(page):
     assert "Loaded 1,499 rows into “PS_log”, rejected 1." in body
 
     pg.goto(url + "/compare")
-    pg.get_by_text("Transactions and fraud rate per day").wait_for(timeout=120_000)
-    trials = pg.get_by_label("Trials", exact=True)
-    trials.fill("2")
-    trials.press("Enter")
-    pg.wait_for_timeout(1000)
-    pg.get_by_role("button", name="Train and compare").click()
-    pg.get_by_text("Trained 3 models").wait_for(timeout=300_000)
-    settle(pg)
-    pg.get_by_role("tab", name="Leaderboard").click()
+    train_from_compare(pg, "en")
     pg.get_by_text("Rule R003 was left out of the rule-set model").wait_for(timeout=30_000)
     pg.screenshot(path=str(SHOTS / "paysim_compare_en.png"), full_page=True)
 
@@ -236,14 +243,6 @@ def test_public_conventions_map_themselves_load_and_train(page):
     assert "混用了日期顺序" in body and "科学计数法" in body and "像是个人信息" in body
     assert "已导入 1,497 行到“fraudTrain”，拒绝 3 行。" in body
     sidebar.get_by_role("link", name="模型对比").click()
-    pg.get_by_role("button", name="训练并对比").wait_for(timeout=120_000)
-    trials = pg.get_by_label("试验次数", exact=True)
-    trials.fill("2")
-    trials.press("Enter")
-    pg.wait_for_timeout(1000)
-    pg.get_by_role("button", name="训练并对比").click()
-    pg.get_by_text("已训练 3 个模型").wait_for(timeout=300_000)
-    settle(pg)
-    pg.get_by_role("tab", name="排行榜").click()
+    train_from_compare(pg, "zh")
     settle(pg)
     pg.screenshot(path=str(SHOTS / "sparkov_compare_zh.png"), full_page=True)
