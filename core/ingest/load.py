@@ -26,7 +26,7 @@ from ..schema import check_dataset_name
 from ..store import Store
 from . import health
 from .infer import Inference, infer
-from .parse import ParseOptions, is_numeric_type, native_types, parse_sql, recover_cast_rejects
+from .parse import is_numeric_type, native_types, parse_sql, recover_cast_rejects
 from .read import (CHUNK, SourceInfo, Stage, apply_line_breaks, col, inspect_source, newline_count_expr,
                    reader_rejects, shift_past_rejects, source_relation, stage_source)
 
