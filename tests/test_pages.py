@@ -190,8 +190,11 @@ def test_training_switches_the_sidebar_model_to_the_new_run(trained_app):
 
 @pytest.fixture
 def ulb_workspace(home, tmp_path):
-    """A ULB-like dataset: no transaction id, no customer, offsets for times."""
+    """A ULB-like dataset: no transaction id, no customer, offsets for times. (Streamlit's caches
+    are keyed by table names, which repeat across the tests' workspaces: start them empty.)"""
+    import streamlit as st
     from conventions import ulb_like
+    st.cache_data.clear()
     from core.ingest import ingest
     from core.store import open_store
     path = tmp_path / "creditcard.csv"
