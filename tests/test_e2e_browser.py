@@ -187,10 +187,12 @@ def upload_and_load(pg, path, shot_prefix, lang):
     pg.locator('input[type="file"]').set_input_files(str(path))
     pg.get_by_text("Map columns to roles" if lang == "en" else "列映射").wait_for(timeout=60_000)
     settle(pg)
+    pg.wait_for_timeout(2000)  # let the radio buttons and data grids draw
     pg.screenshot(path=str(SHOTS / f"{shot_prefix}_mapping_{lang}.png"), full_page=True)
     pg.get_by_role("button", name="Load into the workspace" if lang == "en" else "导入工作区").click()
     pg.get_by_text("Loaded " if lang == "en" else "已导入").first.wait_for(timeout=120_000)
     settle(pg)
+    pg.wait_for_timeout(1500)
     pg.screenshot(path=str(SHOTS / f"{shot_prefix}_health_{lang}.png"), full_page=True)
 
 
