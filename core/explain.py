@@ -239,6 +239,11 @@ def transaction(store: Store, ds: dict, transaction_id: str) -> dict:
         raise RiskdeskError(f"no transaction {transaction_id!r} in dataset {ds['name']!r}")
     row = rows[0]
     row.pop("source_row", None)
+    # extra columns under the names the file gave them (x_3 -> "V4"), never hiding a role
+    for e in ds["extras"]:
+        if e["column"] in row:
+            name = e["source"] if e["source"] not in row else f"extra: {e['source']}"
+            row[name] = row.pop(e["column"])
     return row
 
 
