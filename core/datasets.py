@@ -59,6 +59,8 @@ def delete_dataset(store: Store, name: str, actor: str = "cli") -> None:
 def display_columns(ds: dict) -> list[tuple[str, str]]:
     """(SQL column, label) pairs for showing a dataset: mapped roles then extras by source name."""
     cols = [("source_row", "source_row")]
+    if "transaction_id" not in ds["mapping"]:      # generated from the row number: shown all the same
+        cols.append(("transaction_id", "transaction_id"))
     cols += [(role, role) for role in ds["mapping"]]
     cols += [(e["column"], e["source"]) for e in ds["extras"]]
     return cols

@@ -297,7 +297,7 @@ if datasets:
         pages = max(1, math.ceil(ds["rows"] / size))
         page = c1.number_input(tr("data.page"), 1, pages, 1, key=f"page_{ds['id']}")
         rows = page_rows(db, ds, int(page) - 1, size)
-        st.dataframe(rows.rename(columns={r: role_name(r, lang()) for r in ds["mapping"]} |
+        st.dataframe(rows.rename(columns={r: role_name(r, lang()) for r in ["transaction_id", *ds["mapping"]]} |
                                  {"source_row": tr("data.rejects.row")}), hide_index=True, width="stretch")
         st.caption(tr("data.page_of", page=int(page), pages=f"{pages:,}", rows=f"{ds['rows']:,}"))
     with tab_rejects:
