@@ -137,8 +137,9 @@ def check_dataset_name(name: str) -> str:
     return cleaned
 
 
-def check_mapping(mapping: dict[str, str], headers: list[str], source: str) -> dict[str, str]:
-    """Validate a ROLE -> column mapping against a file's headers."""
+def check_mapping(mapping: dict[str, str], headers: list[str], source: str, complete: bool = True) -> dict[str, str]:
+    """Validate a ROLE -> column mapping against a file's headers (with `complete`, the
+    required roles must be there too)."""
     for role, column in mapping.items():
         if role not in ROLES:
             raise RiskdeskError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
@@ -150,7 +151,7 @@ def check_mapping(mapping: dict[str, str], headers: list[str], source: str) -> d
         if column in seen:
             raise RiskdeskError(f"column {column!r} is mapped to both {seen[column]} and {role}")
         seen[column] = role
-    missing = [r for r in REQUIRED_ROLES if r not in mapping]
+    missing = [r for r in REQUIRED_ROLES if r not in mapping] if complete else []
     if missing:
         raise RiskdeskError(
             f"{source}: no column for required role{'s' if len(missing) > 1 else ''} "

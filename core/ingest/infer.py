@@ -440,10 +440,7 @@ def infer(info: SourceInfo, mapping: dict[str, str] | None = None, time_unit: st
     """The mapping (the user's roles kept, the rest suggested unless `complete` is False),
     validated, with the options for reading times and numbers. Raises with a one-line reason
     when the time or the amount cannot be found or read."""
-    for role, column in (mapping or {}).items():
-        if role not in ROLES:
-            raise RiskdeskError(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
-    check_mapping_columns(info, mapping or {})
+    check_mapping(mapping or {}, info.headers, info.name, complete=False)
     profiles = profiles or profile_columns(info)
     suggestions = suggest(profiles, mapping) if complete else suggest({}, mapping)
     final = {r: s.column for r, s in suggestions.items()}
@@ -456,18 +453,6 @@ def infer(info: SourceInfo, mapping: dict[str, str] | None = None, time_unit: st
                            decimal_comma=decimal_comma_roles(final, profiles))
     reading.options = options
     return Inference(final, suggestions, options, reading, profiles)
-
-
-def check_mapping_columns(info: SourceInfo, mapping: dict[str, str]) -> None:
-    """Raise if the user's mapping names a column the file does not have, or one column twice."""
-    seen: dict[str, str] = {}
-    for role, column in mapping.items():
-        if column not in info.headers:
-            shown = ", ".join(info.headers[:12]) + (" ..." if len(info.headers) > 12 else "")
-            raise RiskdeskError(f"{info.name} has no column {column!r} for role {role} (columns: {shown})")
-        if column in seen:
-            raise RiskdeskError(f"column {column!r} is mapped to both {seen[column]} and {role}")
-        seen[column] = role
 
 
 def _no_time_message(info: SourceInfo, profiles: dict[str, Profile]) -> str:
