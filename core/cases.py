@@ -1,4 +1,5 @@
-"""Review decisions on transactions (append-only), the review queue, and decisions as labels."""
+"""Review decisions on transactions (append-only) and the review queue. How decisions become
+training labels is core.labels."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -9,25 +10,6 @@ from .store import Store, quote_ident
 DECISIONS = ("confirmed_fraud", "legitimate", "escalate")
 MAX_NOTE = 4000
 OUTCOMES = ("TP", "FP", "FN", "TN")
-
-
-def _latest_conclusive(dataset_id_param: str = "?") -> str:
-    return (f"SELECT transaction_id, arg_max(decision, decision_id) AS latest FROM decisions "
-            f"WHERE dataset_id = {dataset_id_param} AND decision IN ('confirmed_fraud', 'legitimate') "
-            f"GROUP BY transaction_id")
-
-
-def confirmed_label_count(store: Store, dataset_id: int) -> int:
-    """Transactions with a conclusive review decision (confirmed fraud or legitimate), usable
-    as labels in the next training."""
-    return int(store.scalar(f"SELECT count(*) FROM ({_latest_conclusive()})", [dataset_id]) or 0)
-
-
-def label_sql(dataset_id: int) -> tuple[str, list]:
-    """A join that gives each transaction's reviewed label (NULL when none): training uses
-    coalesce(reviewed, label)."""
-    return (f"LEFT JOIN (SELECT transaction_id, CASE latest WHEN 'confirmed_fraud' THEN 1 ELSE 0 END AS reviewed_label "
-            f"FROM ({_latest_conclusive()})) reviewed USING (transaction_id)", [dataset_id])
 
 
 def record(store: Store, dataset_id: int, transaction_id: str, decision: str, reviewer: str, note: str = "",

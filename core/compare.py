@@ -110,3 +110,10 @@ def curves(frame) -> dict:
     share, gain, lift = metrics.gain_curve(y, s)
     return {"roc": (fpr, tpr), "pr": (recall, precision), "gain": (share, gain, lift),
             "calibration": metrics.calibration(y, s) if (s.min() >= 0 and s.max() <= 1) else None}
+
+
+def remove_model(store: Store, model_id: str, actor: str = "app") -> None:
+    """Delete a model from the registry (audited) and drop it from the explanation cache."""
+    from . import explain, models
+    models.delete_model(store, model_id, actor)
+    explain.forget(model_id)

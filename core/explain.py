@@ -108,7 +108,7 @@ def feature_rows(store: Store, lm: Loaded, ids: list[str]):
     for n in lm.names:
         if n in numeric:
             X[n] = X[n].astype("float64")
-    return models._encode(X, lm.categories), raw
+    return models.encode_categories(X, lm.categories), raw
 
 
 def contributions(lm: Loaded, X) -> tuple[np.ndarray, float, np.ndarray]:
@@ -135,7 +135,7 @@ def contributions(lm: Loaded, X) -> tuple[np.ndarray, float, np.ndarray]:
 
 
 def _linear_contributions(spec: dict, X) -> tuple[np.ndarray, float, np.ndarray]:
-    design = models._logistic_design(X, spec)
+    design = models.logistic_design(X, spec)
     coef = np.asarray(spec["coef"])
     parts = design * coef
     names = list(spec["numeric"]) + [n for n, cats in spec["categories"].items() for _ in cats]

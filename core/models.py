@@ -29,6 +29,7 @@ from . import config, metrics, rules as rules_mod
 from .datasets import get_dataset
 from .errors import RiskdeskError
 from .features import FeatureConfig, build_features, feature_names
+from .labels import label_sql
 from .store import Store, quote_ident
 
 # OpenMP threads that spin while waiting collapse when another process holds a core
@@ -167,7 +168,6 @@ def _load(store: Store, fs: dict, period: tuple[str, str] | None, split: Split |
           labelled: bool = True) -> Frame:
     names = feature_names(fs)
     cols = ", ".join(quote_ident(n) for n in names)
-    from .cases import label_sql
     # A conclusive review decision overrides the file's label (confirmed decisions as labels).
     join, join_params = label_sql(fs["dataset_id"])
     label = "coalesce(reviewed_label, label)"
@@ -195,7 +195,7 @@ def _categorical(fs: dict) -> list[str]:
     return feature_names(fs, "categorical")
 
 
-def _encode(X, categories: dict[str, list]):
+def encode_categories(X, categories: dict[str, list]):
     """Categorical columns as pandas categories with the training categories (unseen -> NaN)."""
     import pandas as pd
     X = X.copy()
@@ -320,7 +320,8 @@ def _train_lgb(params: dict, rounds: int, train: Frame, categorical: list[str], 
 
 # -- logistic regression (stored as JSON) ---------------------------------------------------------
 
-def _logistic_design(X, spec: dict) -> np.ndarray:
+def logistic_design(X, spec: dict) -> np.ndarray:
+    """The logistic model's design matrix: clipped, standardised numbers and one-hot categories."""
     cols = []
     for n in spec["numeric"]:
         v = X[n].to_numpy(dtype=float)
@@ -349,14 +350,14 @@ def _fit_logistic(train: Frame, fs: dict, balanced: bool, seed: int) -> dict:
         spec["mean"][n], spec["scale"][n] = float(v.mean()), float(v.std() or 1.0)
     model = LogisticRegression(max_iter=2000, C=1.0, class_weight="balanced" if balanced else None,
                                random_state=seed)
-    model.fit(_logistic_design(X, spec), train.y.astype(int))
+    model.fit(logistic_design(X, spec), train.y.astype(int))
     spec["coef"] = model.coef_[0].tolist()
     spec["intercept"] = float(model.intercept_[0])
     return spec
 
 
 def _predict_logistic(spec: dict, X) -> np.ndarray:
-    z = _logistic_design(X, spec) @ np.asarray(spec["coef"]) + spec["intercept"]
+    z = logistic_design(X, spec) @ np.asarray(spec["coef"]) + spec["intercept"]
     return 1 / (1 + np.exp(-np.clip(z, -50, 50)))
 
 
@@ -417,7 +418,7 @@ def train(store: Store, dataset: str, kinds=DEFAULT_KINDS, trials: int = 30, imb
         parts = {"train": train_frame, "valid": val_part, "test": test_frame}
     categories = _fit_categories(parts["train"].X, categorical)
     for frame in (*parts.values(), fit_part, val_part):
-        frame.X = _encode(frame.X, categories)
+        frame.X = encode_categories(frame.X, categories)
     if fit_part.y.sum() < 2 or val_part.y.sum() < 1:
         raise RiskdeskError("the training or validation period has too few frauds")
 
@@ -660,8 +661,6 @@ def delete_model(store: Store, model_id: str, actor: str = "cli") -> None:
         cur.execute("DELETE FROM model_scores WHERE model_id = ?", [model_id])
         store.audit(cur, actor, "delete_model", "model", model_id, {"kind": model["kind"]}, model_id=model_id)
     (store.home / "models" / model["artifact"]).unlink(missing_ok=True)
-    from .explain import forget
-    forget(model_id)
 
 
 def load_artifact(store: Store, model: dict):
@@ -696,7 +695,7 @@ def score(store: Store, model_id: str, dataset: str | None = None, start=None, e
         out = ev[["transaction_id", "rule_score", "rule_decision"]].rename(
             columns={"rule_score": "score", "rule_decision": "decision"})
         return out
-    X = _encode(frame.X, model["params"]["categories"])
+    X = encode_categories(frame.X, model["params"]["categories"])
     s = (_predict_logistic(artifact["spec"], X) if model["kind"] == "logistic" else artifact.predict(X))
     import pandas as pd
     out = pd.DataFrame({"transaction_id": frame.ids, "score": s})

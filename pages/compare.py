@@ -5,7 +5,7 @@ from datetime import date
 
 import streamlit as st
 
-from core import cases, compare, explain, metrics, models, plots
+from core import compare, explain, labels, metrics, models, plots
 from core import rules as rules_mod
 from core.errors import RiskdeskError
 from core.export import safe_csv_bytes
@@ -95,7 +95,7 @@ with tab_train:
     budget = c3.number_input(tr("compare.budget"), 0, 3600, 0, key="train_budget", help=tr("compare.budget_help"))
     imbalance = c4.selectbox(tr("compare.imbalance"), models.IMBALANCE, key="train_imbalance",
                              format_func=lambda v, language=lang(): t(f"imbalance.{v}", language))
-    confirmed = cases.confirmed_label_count(db, ds["id"])
+    confirmed = labels.confirmed_label_count(db, ds["id"])
     st.caption(tr("compare.confirmed_labels", n=f"{confirmed:,}"))
     kinds = [kind_options[c] for c in chosen if c in kind_options]
     state_key = f"train_job_{ds['id']}"
@@ -269,5 +269,5 @@ with tab_registry:
         st.json(models.get_model(db, pick), expanded=False)
         confirm = st.text_input(tr("compare.delete_confirm", model=pick), key=f"delete_{pick}")
         if st.button(tr("compare.delete"), disabled=confirm != pick, key="delete_model"):
-            models.delete_model(db, pick, actor=reviewer() or "app")
+            compare.remove_model(db, pick, actor=reviewer() or "app")
             st.rerun()

@@ -11,7 +11,7 @@ import pytest
 from pypdf import PdfReader
 
 from conftest import ROOT
-from core import cases, explain, models, report
+from core import cases, explain, labels, models, report
 from core.ingest import ingest
 from core.store import Store
 
@@ -157,10 +157,10 @@ def test_confirmed_decisions_become_training_labels(tmp_path, small_demo_csv):
     cases.record(store, 1, fraud, "legitimate", "alice")
     cases.record(store, 1, normal, "confirmed_fraud", "alice")
     cases.record(store, 1, normal, "escalate", "bob")          # not conclusive: the confirmation stands
-    assert cases.confirmed_label_count(store, 1) == 2
+    assert labels.confirmed_label_count(store, 1) == 2
     frame = models._load(store, fs, None)
-    labels = dict(zip(frame.ids, frame.y))
-    assert labels[fraud] == 0 and labels[normal] == 1
+    trained_on = dict(zip(frame.ids, frame.y))
+    assert trained_on[fraud] == 0 and trained_on[normal] == 1
     store.close()
 
 

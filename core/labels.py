@@ -1,0 +1,30 @@
+"""Training labels: the file's label, overridden by the latest conclusive review decision.
+
+A transaction's reviewed label is 1 when its latest conclusive decision (confirmed fraud or
+legitimate; "escalate" is not conclusive) is confirmed fraud, 0 when it is legitimate, NULL
+when nobody has decided. Training uses coalesce(reviewed, file label). This module only reads
+`decisions`; recording them is core.cases.
+"""
+from __future__ import annotations
+
+from .store import Store
+
+
+def latest_conclusive_sql(dataset_id_param: str = "?") -> str:
+    """SELECT transaction_id, latest (decision) over a dataset's conclusive decisions."""
+    return (f"SELECT transaction_id, arg_max(decision, decision_id) AS latest FROM decisions "
+            f"WHERE dataset_id = {dataset_id_param} AND decision IN ('confirmed_fraud', 'legitimate') "
+            f"GROUP BY transaction_id")
+
+
+def confirmed_label_count(store: Store, dataset_id: int) -> int:
+    """Transactions with a conclusive review decision (confirmed fraud or legitimate), usable
+    as labels in the next training."""
+    return int(store.scalar(f"SELECT count(*) FROM ({latest_conclusive_sql()})", [dataset_id]) or 0)
+
+
+def label_sql(dataset_id: int) -> tuple[str, list]:
+    """A join that gives each transaction's reviewed label (NULL when none): training uses
+    coalesce(reviewed, label)."""
+    return (f"LEFT JOIN (SELECT transaction_id, CASE latest WHEN 'confirmed_fraud' THEN 1 ELSE 0 END AS reviewed_label "
+            f"FROM ({latest_conclusive_sql()})) reviewed USING (transaction_id)", [dataset_id])
