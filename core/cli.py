@@ -43,16 +43,33 @@ def cmd_ingest(args) -> dict:
     store = open_store()
     result = ingest(store, args.file, args.dataset, mapping=mapping or None, encoding=args.encoding,
                     sheet=args.sheet, replace=args.replace, actor="cli", time_unit=args.time_unit,
-                    time_origin=args.time_origin, date_order=args.date_order)
+                    time_origin=args.time_origin, date_order=args.date_order, append=args.append)
     result["warnings"] = [{k: w[k] for k in ("code", "column", "message")} for w in result["warnings"]]
-    lines = [f"loaded {result['rows_loaded']:,} rows into dataset {result['dataset']!r}, "
-             f"rejected {result['rows_rejected']:,}",
+    lines = [f"loaded {result['rows_loaded']:,} rows into dataset {result['dataset']!r}"
+             + (f" as batch {result['batch']} ({result['rows_total']:,} rows in all)" if "batch" in result else "")
+             + f", rejected {result['rows_rejected']:,}",
              "mapping: " + ", ".join(f"{role}={column}" for role, column in result["mapping"].items())]
     for r in result.pop("reject_reasons"):
         lines.append(f"  {r['rows']:,} x {describe_reason(r['reason'], r['role'])} (first at row {r['first_row']})")
     lines += [f"warning [{w['code']}]: {w['message']}" for w in result["warnings"]]
     result["_text"] = "\n".join(lines)
     return result
+
+
+def cmd_batches(args) -> dict:
+    from .datasets import delete_newest_batch, list_batches
+    from .store import open_store
+
+    store = open_store()
+    if args.delete_newest:
+        result = delete_newest_batch(store, args.dataset, actor="cli")
+        result["_text"] = (f"removed batch {result['batch']} of {result['dataset']!r}: {result['rows_removed']:,} rows; "
+                           f"{result['rows_total']:,} remain")
+        return result
+    items = list_batches(store, args.dataset)
+    return {"dataset": args.dataset, "batches": items, "_text": "\n".join(
+        f"{b['batch']:>3}  {b['rows_loaded']:>10,} rows  {b['rows_rejected']:>7,} rejected  {b['loaded_at'][:19]}  "
+        f"{b['source_name']}  {b['source_sha256'][:16]}" for b in items)}
 
 
 def cmd_datasets(args) -> dict:
@@ -189,8 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date-order", choices=["mdy", "dmy"],
                    help="read dates like 08/03/2020 month-first or day-first (default: decided from the column)")
     p.add_argument("--replace", action="store_true")
+    p.add_argument("--append", action="store_true", help="add the file as the dataset's next batch (same header)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("batches", help="list a dataset's batches (or delete the newest)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--delete-newest", action="store_true", help="remove the newest batch's rows and rejects")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_batches)
 
     p = sub.add_parser("datasets", help="list the datasets in the workspace")
     p.add_argument("--json", action="store_true")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from .errors import RiskdeskError
-from .ingest import describe_reason, drop_dataset_tables
+from .ingest import describe_reason, drop_dataset_tables, drop_feature_sets, refresh_catalogue
 from .store import Store, quote_ident
 
 PUBLIC_FIELDS = ("id", "name", "rows", "rows_rejected", "start", "end", "fraud_rate", "labelled_rows",
@@ -54,6 +54,43 @@ def delete_dataset(store: Store, name: str, actor: str = "cli") -> None:
         drop_dataset_tables(cur, ds["id"], ds["table"])
         store.audit(cur, actor, "delete_dataset", "dataset", ds["id"],
                     {"name": ds["name"], "sha256": ds["source_sha256"], "rows": ds["rows"]})
+
+
+def list_batches(store: Store, name: str) -> list[dict]:
+    """A dataset's batches, oldest first: source file, SHA-256, rows loaded and rejected, time."""
+    ds = get_dataset(store, name)
+    rows = store.dicts("SELECT batch, source_name, source_sha256, rows_loaded, rows_rejected, loaded_at "
+                       "FROM batches WHERE dataset_id = ? ORDER BY batch", [ds["id"]])
+    if not rows:   # loaded before batches were recorded: the whole dataset is batch 1
+        rows = [{"batch": 1, "source_name": ds["source_name"], "source_sha256": ds["source_sha256"],
+                 "rows_loaded": ds["rows"], "rows_rejected": ds["rows_rejected"], "loaded_at": ds["created_at"]}]
+    for r in rows:
+        r["loaded_at"] = str(r["loaded_at"])
+    return rows
+
+
+def delete_newest_batch(store: Store, name: str, actor: str = "cli") -> dict:
+    """Remove the newest batch: exactly its rows and rejects, the feature sets computed with
+    them and the models' stored scores of those rows (review decisions stay: append-only)."""
+    ds = get_dataset(store, name)
+    batches = list_batches(store, name)
+    if len(batches) < 2:
+        raise RiskdeskError(f"dataset {name!r} has only its first batch; delete the dataset instead")
+    newest = batches[-1]
+    with store.write() as cur:
+        table = ds["table"]
+        cur.execute(f"DELETE FROM model_scores WHERE model_id IN (SELECT model_id FROM models WHERE dataset_id = ?) "
+                    f"AND transaction_id IN (SELECT CAST(transaction_id AS VARCHAR) FROM {table} WHERE batch = ?)",
+                    [ds["id"], newest["batch"]])
+        removed = cur.execute(f"SELECT count(*) FROM {table} WHERE batch = ?", [newest["batch"]]).fetchone()[0]
+        cur.execute(f"DELETE FROM {table} WHERE batch = ?", [newest["batch"]])
+        cur.execute("DELETE FROM rejects WHERE dataset_id = ? AND batch = ?", [ds["id"], newest["batch"]])
+        cur.execute("DELETE FROM batches WHERE dataset_id = ? AND batch = ?", [ds["id"], newest["batch"]])
+        drop_feature_sets(cur, ds["id"])
+        total = refresh_catalogue(cur, ds["id"], table)
+        store.audit(cur, actor, "delete_batch", "dataset", ds["id"],
+                    {"name": name, "batch": newest["batch"], "source": newest["source_name"], "rows": removed})
+    return {"dataset": name, "batch": newest["batch"], "rows_removed": int(removed), "rows_total": int(total)}
 
 
 def display_columns(ds: dict) -> list[tuple[str, str]]:

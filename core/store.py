@@ -139,6 +139,21 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE datasets ADD COLUMN reading JSON;
         ALTER TABLE datasets ADD COLUMN warnings JSON;
     """),
+    (6, """
+        -- A dataset grows by batches (batch 1 is the first load). Rejects carry their batch;
+        -- transaction tables get a batch column when their first append arrives.
+        CREATE TABLE batches (
+            dataset_id INTEGER NOT NULL,
+            batch INTEGER NOT NULL,
+            source_name VARCHAR,
+            source_sha256 VARCHAR,
+            rows_loaded BIGINT,
+            rows_rejected BIGINT,
+            loaded_at TIMESTAMP NOT NULL,
+            warnings JSON
+        );
+        ALTER TABLE rejects ADD COLUMN batch INTEGER DEFAULT 1;
+    """),
 ]
 
 

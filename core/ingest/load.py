@@ -26,7 +26,7 @@ from ..schema import check_dataset_name
 from ..store import Store
 from . import health
 from .infer import Inference, infer
-from .parse import is_numeric_type, native_types, parse_sql, recover_cast_rejects
+from .parse import ParseOptions, is_numeric_type, native_types, parse_sql, recover_cast_rejects
 from .read import (CHUNK, SourceInfo, Stage, apply_line_breaks, col, inspect_source, newline_count_expr,
                    reader_rejects, shift_past_rejects, source_relation, stage_source)
 
@@ -45,6 +45,7 @@ REASON_TEXT = {
     "not_a_label": "{role} {raw!r} is not a label (use 1/0, true/false, yes/no, 是/否, fraud/normal)",
     "formula": "{role} {raw!r} is a spreadsheet formula, not a value",
     "duplicate_transaction_id": "transaction id {raw!r} appeared earlier in the file",
+    "duplicate_in_dataset": "transaction id {raw!r} is already in the dataset (an earlier batch)",
     "malformed_row": "the row does not fit the header: {raw}",
     "line_too_long": "the line is longer than 2 MB",
 }
@@ -72,12 +73,16 @@ def ingest(store: Store, path: str | Path, dataset: str, mapping: dict[str, str]
            source_name: str | None = None, progress: Progress | None = None,
            actor: str = "cli", info: SourceInfo | None = None, time_unit: str | None = None,
            time_origin: str | None = None, date_order: str | None = None,
-           inference: Inference | None = None) -> dict:
+           inference: Inference | None = None, append: bool = False) -> dict:
     """Load a file as dataset NAME. The mapping is the user's roles completed with suggestions
     (core.ingest.infer); times and numbers are read as the inference decides unless the user
     says otherwise. Returns the summary in the command-line JSON shape (with "warnings") plus
     the dataset id, the reading options and a reject summary. Nothing is stored unless at
     least one row loads.
+
+    With `append`, the file is the dataset's next batch: it must have the same header, is
+    read with the dataset's mapping and options, and a transaction id already in the dataset
+    is rejected. The summary adds "rows_total" and "batch".
 
     The file is read straight into the new table inside one transaction; only the final
     catalogue step takes the write lock, so a long load does not hold up other writers."""
@@ -86,17 +91,21 @@ def ingest(store: Store, path: str | Path, dataset: str, mapping: dict[str, str]
     report(0.02, "inspecting")
     if info is None:
         info = inspect_source(path, source_name, encoding, sheet)
-    if inference is None:
+    target = _append_target(store, dataset, info, mapping, replace) if append else None
+    if target is not None:
+        inference = _batch_inference(info, target)
+    elif inference is None:
         inference = infer(info, mapping, time_unit, time_origin, date_order)
     mapping, options = inference.mapping, inference.options
     existing = store.dicts("SELECT id, table_name FROM datasets WHERE name = ?", [dataset])
-    if existing and not replace:
-        raise RiskdeskError(f"dataset {dataset!r} already exists; choose another name or replace it")
+    if existing and not replace and target is None:
+        raise RiskdeskError(f"dataset {dataset!r} already exists; choose another name, replace it or append to it")
     same_file = [d for d in find_by_sha(store, info.sha256) if d["name"] != dataset]
     if same_file and not replace:
         raise RiskdeskError(f"{info.name} was already loaded as dataset {same_file[0]['name']!r} "
                             "(same SHA-256); replace it or skip")
     warnings = health.before_load(info, inference)
+    batch = target["next_batch"] if target else 1
 
     cur = store.cursor()
     stage = Stage(cur)
@@ -128,9 +137,12 @@ def ingest(store: Store, path: str | Path, dataset: str, mapping: dict[str, str]
         if "label" in mapping:
             _check_label_values(cur, table, info, mapping["label"])
         if "transaction_id" not in mapping:
-            cur.execute(f"UPDATE {table} SET transaction_id = 'R' || lpad(CAST(source_row AS VARCHAR), 9, '0')")
+            prefix = f"B{batch}-R" if batch > 1 else "R"     # ids stay unique across batches
+            cur.execute(f"UPDATE {table} SET transaction_id = ? || lpad(CAST(source_row AS VARCHAR), 9, '0')", [prefix])
         report(0.6, "checking duplicates")
         _mark_duplicates(cur, table)
+        if target is not None:
+            _mark_known_ids(cur, table, target["table"])
         loaded, bad = cur.execute(f"SELECT count(*) FILTER (WHERE _reason IS NULL), "
                                   f"count(*) FILTER (WHERE _reason IS NOT NULL) FROM {table}").fetchone()
         rejected = bad + len(structural)
@@ -138,7 +150,7 @@ def ingest(store: Store, path: str | Path, dataset: str, mapping: dict[str, str]
             raise RiskdeskError(f"no row of {info.name} could be loaded: {rejected:,} rows rejected, e.g. "
                                 f"{'line' if info.kind == 'csv' else 'row'} {_first_reject(cur, table, structural)}")
         report(0.75, "recording rejects")
-        _store_rejects(stage, info, new_id, table, structural, bad, tmp_dir)
+        _store_rejects(stage, info, target["id"] if target else new_id, table, structural, bad, tmp_dir, batch)
         if bad:
             cur.execute(f"DELETE FROM {table} WHERE _reason IS NOT NULL")
         for column in ("_reason", "_reason_role", "_raw_value") + (("_nl",) if with_nl else ()):
@@ -146,6 +158,8 @@ def ingest(store: Store, path: str | Path, dataset: str, mapping: dict[str, str]
         extras = _type_extras(cur, table, info, mapping)
         report(0.8, "checking data health")
         warnings += health.after_load(cur, table, mapping, extras, loaded)
+        if target is not None:
+            return _append_rows(store, cur, target, table, info, loaded, rejected, warnings, actor, report)
         stats = cur.execute(f"SELECT min(timestamp), max(timestamp), count(label), coalesce(sum(label), 0) "
                             f"FROM {table}").fetchone()
         report(0.9, "storing")
@@ -165,6 +179,9 @@ def ingest(store: Store, path: str | Path, dataset: str, mapping: dict[str, str]
                  loaded, rejected, stats[0], stats[1], stats[2], stats[3],
                  json.dumps(reading, ensure_ascii=False, default=str),
                  json.dumps(warnings, ensure_ascii=False, default=str)])
+            cur.execute("INSERT INTO batches VALUES (?, 1, ?, ?, ?, ?, ?, ?)",
+                        [new_id, info.name, info.sha256, loaded, rejected, datetime.now(),
+                         json.dumps(warnings, ensure_ascii=False, default=str)])
             store.audit(cur, actor, "replace_dataset" if existing else "ingest", "dataset", new_id,
                         {"name": dataset, "source": info.name, "sha256": info.sha256,
                          "rows_loaded": loaded, "rows_rejected": rejected, "mapping": mapping,
@@ -180,12 +197,96 @@ def ingest(store: Store, path: str | Path, dataset: str, mapping: dict[str, str]
             cur.execute(f"DROP TABLE IF EXISTS {table}")
         raise
     finally:
+        if target is not None and table is not None:   # a batch's rows went into the dataset's table
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
         stage.close()
         cur.close()
     report(1.0, "done")
     return {"dataset": dataset, "dataset_id": int(new_id), "rows_loaded": int(loaded),
             "rows_rejected": int(rejected), "mapping": mapping, "warnings": warnings,
             "options": options.public(), "reject_reasons": reject_summary(store, int(new_id))}
+
+
+def _append_target(store: Store, dataset: str, info: SourceInfo, mapping: dict | None, replace: bool) -> dict:
+    """The dataset a batch is appended to, checked: same header, no new mapping, not loaded before."""
+    if replace:
+        raise RiskdeskError("--append and --replace exclude each other")
+    if mapping:
+        raise RiskdeskError("--append reuses the dataset's mapping; leave out --map")
+    rows = store.dicts("SELECT * FROM datasets WHERE name = ?", [dataset])
+    if not rows:
+        raise RiskdeskError(f"no dataset {dataset!r} to append to; load the first file without --append")
+    ds = rows[0]
+    headers = json.loads(ds["headers"] or "[]")
+    if info.headers != headers:
+        missing = [h for h in headers if h not in info.headers]
+        extra = [h for h in info.headers if h not in headers]
+        detail = (f"missing {', '.join(missing[:5])}" if missing else "") + ("; " if missing and extra else "") + (
+            f"new {', '.join(extra[:5])}" if extra else "") or "the columns are in another order"
+        raise RiskdeskError(f"{info.name} does not have the header of dataset {dataset!r} ({detail}); "
+                            "a batch must have the same columns in the same order")
+    batches = store.dicts("SELECT batch, source_sha256 FROM batches WHERE dataset_id = ?", [ds["id"]])
+    if info.sha256 == ds["source_sha256"] or any(b["source_sha256"] == info.sha256 for b in batches):
+        raise RiskdeskError(f"{info.name} is already in dataset {dataset!r} (same SHA-256)")
+    return {"id": ds["id"], "name": dataset, "table": ds["table_name"], "mapping": json.loads(ds["mapping"]),
+            "reading": json.loads(ds.get("reading") or "{}"), "extras": json.loads(ds["extras"] or "[]"),
+            "next_batch": max([b["batch"] for b in batches] or [1]) + 1}
+
+
+def _batch_inference(info: SourceInfo, target: dict) -> Inference:
+    """The dataset's own mapping and reading options applied to a batch."""
+    reading = target["reading"]
+    options = ParseOptions.from_public(reading)
+    inference = infer(info, target["mapping"], options.time_unit, options.time_origin if options.time_unit else None,
+                      options.date_order, complete=False)
+    inference.options = options
+    if inference.time is not None:
+        inference.time.options = options
+    return inference
+
+
+def _mark_known_ids(cur, batch_table: str, dataset_table: str) -> None:
+    """A transaction id the dataset already has is rejected (never stored twice)."""
+    cur.execute(f"""UPDATE {batch_table} SET _reason = 'duplicate_in_dataset', _reason_role = 'transaction_id',
+                        _raw_value = transaction_id
+                    WHERE _reason IS NULL AND transaction_id IN (SELECT transaction_id FROM {dataset_table})""")
+
+
+def _append_rows(store: Store, cur, target: dict, table: str, info: SourceInfo, loaded: int, rejected: int,
+                 warnings: list, actor: str, report: Progress) -> dict:
+    """Move a parsed batch into the dataset's table, record the batch, refresh the catalogue and
+    drop the dataset's feature sets (they are rebuilt from all rows on next use)."""
+    extras = {e["column"]: e["type"] for e in target["extras"]}
+    columns = [r[0] for r in cur.execute(f"DESCRIBE {target['table']}").fetchall()]
+    select = []
+    for c in columns:
+        if c == "batch":
+            select.append("CAST(? AS INTEGER) AS batch")
+        elif c in extras:
+            select.append(f"TRY_CAST({c} AS {extras[c]}) AS {c}")
+        else:
+            select.append(c)
+    batch = target["next_batch"]
+    report(0.9, "storing")
+    with store.locked():
+        if "batch" not in columns:
+            cur.execute(f"ALTER TABLE {target['table']} ADD COLUMN batch INTEGER DEFAULT 1")
+            select.append("CAST(? AS INTEGER) AS batch")
+        cur.execute(f"INSERT INTO {target['table']} BY NAME SELECT {', '.join(select)} FROM {table}", [batch])
+        total = refresh_catalogue(cur, target["id"], target["table"])
+        drop_feature_sets(cur, target["id"])
+        cur.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [target["id"], batch, info.name, info.sha256, loaded, rejected, datetime.now(),
+                     json.dumps(warnings, ensure_ascii=False, default=str)])
+        store.audit(cur, actor, "append_batch", "dataset", target["id"],
+                    {"name": target["name"], "batch": batch, "source": info.name, "sha256": info.sha256,
+                     "rows_loaded": loaded, "rows_rejected": rejected})
+        cur.commit()
+    report(1.0, "done")
+    return {"dataset": target["name"], "dataset_id": int(target["id"]), "batch": batch, "rows_loaded": int(loaded),
+            "rows_rejected": int(rejected), "rows_total": int(total), "mapping": target["mapping"],
+            "warnings": warnings, "options": target["reading"],
+            "reject_reasons": reject_summary(store, int(target["id"]), batch)}
 
 
 def _check_label_values(cur, table: str, info: SourceInfo, column: str) -> None:
@@ -215,7 +316,7 @@ def _mark_duplicates(cur, table: str) -> None:
 
 
 def _store_rejects(stage: Stage, info: SourceInfo, dataset_id: int, table: str, structural: list,
-                   bad: int, tmp_dir: Path) -> None:
+                   bad: int, tmp_dir: Path, batch: int = 1) -> None:
     """Rejected rows with their whole raw row as JSON (header -> value). Raw rows are read
     again from the source only when some rows were rejected after parsing."""
     cur = stage.cur
@@ -223,13 +324,14 @@ def _store_rejects(stage: Stage, info: SourceInfo, dataset_id: int, table: str, 
         raw, _ = stage_source(stage, info, tmp_dir=tmp_dir)
         pairs = ", ".join(f"?, r.{col(i)}" for i in range(len(info.headers)))
         cur.execute(f"INSERT INTO rejects SELECT ?, t.source_row, t._reason, t._reason_role, t._raw_value, "
-                    f"json_object({pairs}) FROM {table} t LEFT JOIN {raw} r ON r._row = t.source_row "
+                    f"json_object({pairs}), ? FROM {table} t LEFT JOIN {raw} r ON r._row = t.source_row "
                     f"WHERE t._reason IS NOT NULL ORDER BY t.source_row",
-                    [dataset_id, *info.headers])
+                    [dataset_id, *info.headers, batch])
     for line, etype, raw_line in structural:
         code = "line_too_long" if "LINE SIZE" in etype else "malformed_row"
         raw_line = None if raw_line is None else raw_line[:2000]
-        cur.execute("INSERT INTO rejects VALUES (?, ?, ?, NULL, ?, ?)", [dataset_id, line, code, raw_line, raw_line])
+        cur.execute("INSERT INTO rejects VALUES (?, ?, ?, NULL, ?, ?, ?)",
+                    [dataset_id, line, code, raw_line, raw_line, batch])
 
 
 def _type_extras(cur, table: str, info: SourceInfo, mapping: dict) -> list[dict]:
@@ -277,19 +379,38 @@ def drop_dataset_tables(cur, dataset_id: int, table_name: str) -> None:
     if not re.fullmatch(r"tx_\d+", table_name):
         raise RiskdeskError(f"refusing to drop unexpected table {table_name!r}")
     cur.execute(f"DROP TABLE IF EXISTS {table_name}")
+    drop_feature_sets(cur, dataset_id)
+    cur.execute("DELETE FROM rejects WHERE dataset_id = ?", [dataset_id])
+    cur.execute("DELETE FROM batches WHERE dataset_id = ?", [dataset_id])
+    cur.execute("DELETE FROM datasets WHERE id = ?", [dataset_id])
+
+
+def refresh_catalogue(cur, dataset_id: int, table: str) -> int:
+    """Recount a dataset's rows, rejects, period and labels after a batch came or went; returns
+    the row count."""
+    rows, start, end, labelled, frauds = cur.execute(
+        f"SELECT count(*), min(timestamp), max(timestamp), count(label), coalesce(sum(label), 0) FROM {table}").fetchone()
+    rejected = cur.execute("SELECT count(*) FROM rejects WHERE dataset_id = ?", [dataset_id]).fetchone()[0]
+    cur.execute("UPDATE datasets SET rows_loaded = ?, rows_rejected = ?, start_ts = ?, end_ts = ?, labelled_rows = ?, "
+                "fraud_rows = ? WHERE id = ?", [rows, rejected, start, end, labelled, frauds, dataset_id])
+    return rows
+
+
+def drop_feature_sets(cur, dataset_id: int) -> None:
+    """Forget a dataset's materialised features (they are rebuilt on next use)."""
     for (feat,) in cur.execute("SELECT table_name FROM feature_sets WHERE dataset_id = ?", [dataset_id]).fetchall():
         if re.fullmatch(r"feat_\d+_[0-9a-f]+", feat):
             cur.execute(f"DROP TABLE IF EXISTS {feat}")
     cur.execute("DELETE FROM feature_sets WHERE dataset_id = ?", [dataset_id])
-    cur.execute("DELETE FROM rejects WHERE dataset_id = ?", [dataset_id])
-    cur.execute("DELETE FROM datasets WHERE id = ?", [dataset_id])
 
 
-def reject_summary(store: Store, dataset_id: int) -> list[dict]:
-    """Reject counts by reason and role, most frequent first, with the first row of each."""
+def reject_summary(store: Store, dataset_id: int, batch: int | None = None) -> list[dict]:
+    """Reject counts by reason and role, most frequent first, with the first row of each (of
+    one batch, or of all)."""
+    where, params = ("AND batch = ?", [dataset_id, batch]) if batch else ("", [dataset_id])
     return store.dicts(
         "SELECT reason, role, count(*) AS rows, min(source_row) AS first_row FROM rejects "
-        "WHERE dataset_id = ? GROUP BY reason, role ORDER BY rows DESC, reason", [dataset_id])
+        f"WHERE dataset_id = ? {where} GROUP BY reason, role ORDER BY rows DESC, reason", params)
 
 
 def save_upload(store: Store, name: str, fileobj) -> Path:
