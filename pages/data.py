@@ -7,7 +7,8 @@ import streamlit as st
 
 from core import jobs
 from core.config import UPLOAD_LIMIT_MB
-from core.datasets import delete_dataset, get_dataset, list_datasets, page_rows, rejects_frame
+from core.datasets import (delete_dataset, delete_newest_batch, get_dataset, list_batches, list_datasets,
+                           page_rows, rejects_frame)
 from core.errors import RiskdeskError
 from core.export import safe_csv_bytes
 from core.i18n import human_size, reason_text, role_name, t
@@ -33,6 +34,41 @@ def show_health(warnings: list[dict]) -> None:
         st.caption(tr("data.health.none"))
     for w in warnings:
         st.markdown(f"- {render_warning(w, lang())}")
+
+
+def batches_panel(ds: dict) -> None:
+    """A dataset's batches; add the next one (same header and mapping) or take back the newest."""
+    st.dataframe([{tr("data.batches.batch"): b["batch"], tr("data.catalogue.source"): b["source_name"],
+                   tr("data.catalogue.sha"): b["source_sha256"][:16], tr("data.catalogue.rows"): b["rows_loaded"],
+                   tr("data.catalogue.rejected"): b["rows_rejected"], tr("data.catalogue.created"): b["loaded_at"][:19]}
+                  for b in list_batches(db, ds["name"])], hide_index=True, width="stretch")
+    st.caption(tr("data.batches.help"))
+    batch = st.file_uploader(tr("data.batches.upload"), type=["csv", "txt", "tsv", "parquet", "xlsx"],
+                             key=f"batch_upload_{ds['id']}")
+    key = f"append:{ds['id']}"
+    if batch is not None and st.button(tr("data.batches.append"), type="primary", key=f"append_{ds['id']}",
+                                       disabled=jobs.running(key) is not None):
+        path = save_upload(db, batch.name, batch)
+        job = jobs.start(key, tr("data.loading", name=ds["name"]), lambda progress: ingest(
+            db, path, ds["name"], source_name=batch.name, progress=progress, actor=actor, append=True))
+        st.session_state["append_job"] = job.id
+        st.rerun()
+    done = job_progress("append_job")
+    if done is not None:
+        st.session_state.pop("append_job", None)
+        if done.status == "done":
+            r = done.result
+            st.success(tr("data.batches.appended", batch=r["batch"], loaded=f"{r['rows_loaded']:,}",
+                          rejected=f"{r['rows_rejected']:,}", total=f"{r['rows_total']:,}"))
+            show_health(r["warnings"])
+        else:
+            st.error(tr("data.failed", error=done.error))
+    if len(list_batches(db, ds["name"])) > 1:
+        typed = st.text_input(tr("data.batches.confirm"), key=f"del_batch_{ds['id']}")
+        if st.button(tr("data.batches.delete"), disabled=typed != ds["name"], key=f"del_batch_btn_{ds['id']}"):
+            removed = delete_newest_batch(db, ds["name"], actor)
+            st.toast(tr("data.batches.deleted", batch=removed["batch"], rows=f"{removed['rows_removed']:,}"))
+            st.rerun()
 
 
 def show_reject_summary(dataset_id: int, key: str) -> None:
@@ -286,9 +322,11 @@ if datasets:
     current = st.session_state.get("dataset")
     chosen = st.selectbox(tr("data.inspect"), names, index=names.index(current) if current in names else 0)
     ds = get_dataset(db, chosen)
-    tab_rows, tab_health, tab_rejects, tab_mapping, tab_delete = st.tabs(
+    tab_rows, tab_health, tab_rejects, tab_mapping, tab_batches, tab_delete = st.tabs(
         [tr("data.tab.rows"), tr("data.tab.health"), tr("data.tab.rejects"), tr("data.tab.mapping"),
-         tr("data.tab.delete")])
+         tr("data.tab.batches"), tr("data.tab.delete")])
+    with tab_batches:
+        batches_panel(ds)
     with tab_health:
         show_health(ds["warnings"])
     with tab_rows:

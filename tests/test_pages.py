@@ -232,3 +232,24 @@ def test_missing_roles_are_said_on_the_rules_and_explore_pages(ulb_workspace, la
     assert "cust_count_1h" in applies["R004"]
     info = " ".join(i.value for i in at.info)
     assert ("left out of this backtest" if lang == "en" else "未参与本次回测") in info
+
+
+def test_batches_tab_lists_batches_and_takes_back_the_newest(home, tmp_path, small_demo_csv):
+    import pandas as pd
+    from core.datasets import get_dataset
+    from core.ingest import ingest
+    from core.store import open_store
+    store = open_store(home)
+    frame = pd.read_csv(small_demo_csv, dtype=str, keep_default_na=False)
+    frame.iloc[:2000].to_csv(tmp_path / "jan.csv", index=False)
+    frame.iloc[2000:].to_csv(tmp_path / "feb.csv", index=False)
+    ingest(store, tmp_path / "jan.csv", "d")
+    ingest(store, tmp_path / "feb.csv", "d", append=True)
+    at = run_app("zh")
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(d.value for d in at.dataframe if "批次" in d.value.columns)
+    assert list(table["批次"]) == [1, 2] and list(table["源文件"]) == ["jan.csv", "feb.csv"]
+    key = f"del_batch_{get_dataset(store, 'd')['id']}"
+    at.text_input(key=key).set_value("d").run()
+    at.button(key=key.replace("del_batch_", "del_batch_btn_")).click().run()
+    assert not at.exception and get_dataset(store, "d")["rows"] == 2000
