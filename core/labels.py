@@ -28,3 +28,12 @@ def label_sql(dataset_id: int) -> tuple[str, list]:
     coalesce(reviewed, label)."""
     return (f"LEFT JOIN (SELECT transaction_id, CASE latest WHEN 'confirmed_fraud' THEN 1 ELSE 0 END AS reviewed_label "
             f"FROM ({latest_conclusive_sql()})) reviewed USING (transaction_id)", [dataset_id])
+
+
+def waiting_count(store: Store, dataset_id: int, since) -> int:
+    """Conclusive decisions recorded after `since` (a model's training time): labels the next
+    training will use that the model has not seen."""
+    return int(store.scalar(
+        f"SELECT count(*) FROM ({latest_conclusive_sql()}) l WHERE l.transaction_id IN "
+        "(SELECT transaction_id FROM decisions WHERE dataset_id = ? AND decided_at > ?)",
+        [dataset_id, dataset_id, since]) or 0)

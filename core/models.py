@@ -162,6 +162,7 @@ class Frame:
     amount: np.ndarray
     day: np.ndarray
     ids: np.ndarray
+    reviewed: np.ndarray | None = None   # the label came from a review decision, not the file
 
 
 def _load(store: Store, fs: dict, period: tuple[str, str] | None, split: Split | None = None, part: str = "",
@@ -179,7 +180,8 @@ def _load(store: Store, fs: dict, period: tuple[str, str] | None, split: Split |
         where.append(f"{label} IS NOT NULL")
     if split is not None and split.method == "random":
         where.append(_random_part(split, part))
-    sql = (f"SELECT transaction_id, amount, CAST(timestamp AS DATE) AS day, {label} AS label, {cols} "
+    sql = (f"SELECT transaction_id, amount, CAST(timestamp AS DATE) AS day, {label} AS label, "
+           f"reviewed_label IS NOT NULL AS reviewed, {cols} "
            f"FROM (SELECT * FROM {fs['table']} {join})"
            + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY timestamp, transaction_id")
     df = store.df(sql, join_params + params)
@@ -188,7 +190,7 @@ def _load(store: Store, fs: dict, period: tuple[str, str] | None, split: Split |
         if f["kind"] == "numeric":
             X[f["name"]] = X[f["name"]].astype("float64")
     return Frame(X, df["label"].to_numpy(dtype=float), df["amount"].to_numpy(dtype=float),
-                 df["day"].to_numpy(), df["transaction_id"].to_numpy())
+                 df["day"].to_numpy(), df["transaction_id"].to_numpy(), df["reviewed"].to_numpy(dtype=bool))
 
 
 def _categorical(fs: dict) -> list[str]:
@@ -444,7 +446,7 @@ def train(store: Store, dataset: str, kinds=DEFAULT_KINDS, trials: int = 30, imb
 
 def _subset(frame: Frame, mask: np.ndarray) -> Frame:
     return Frame(frame.X[mask].reset_index(drop=True), frame.y[mask], frame.amount[mask], frame.day[mask],
-                 frame.ids[mask])
+                 frame.ids[mask], None if frame.reviewed is None else frame.reviewed[mask])
 
 
 def _train_one(store, kind, fs, ds, split, parts, fit_part, val_part, categorical, categories, trials,
@@ -573,8 +575,12 @@ def _register(store: Store, entry: dict, fs: dict, ds: dict, split: Split, run_i
     else:
         path = _artifact_path(store, model_id, ".txt")
         entry["booster"].save_model(str(path), num_iteration=entry.get("num_iteration"))
+    train_part = parts["train"]
+    from_decisions = int(train_part.reviewed.sum()) if train_part.reviewed is not None else 0
     params = {**entry["params"], "feature_config": fs["config"], "categories": _categories_of(entry, parts),
-              "history": entry.get("history")}
+              "history": entry.get("history"),
+              "labels": {"training_rows": int(len(train_part.y)), "from_decisions": from_decisions,
+                         "from_file": int(len(train_part.y)) - from_decisions}}
     row = [model_id, kind, ds["id"], ds["name"], ds["source_sha256"], fs["version"], json.dumps(split.public()),
            json.dumps(params, default=_json_default), json.dumps(result_metrics, default=_json_default),
            float(verify), float(block) if np.isfinite(block) else None, json.dumps(feature_names(fs)), path.name,

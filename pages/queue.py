@@ -5,7 +5,7 @@ from datetime import date
 
 import streamlit as st
 
-from core import cases, explain, plots, report
+from core import cases, explain, labels, plots, report
 from core import rules as rules_mod
 from core.export import safe_csv_bytes
 from ui import dataset_and_model_or_stop, lang, run_job, store, tr
@@ -16,6 +16,10 @@ st.caption(tr("queue.intro"))
 
 ds, model = dataset_and_model_or_stop()
 model_id = model["model_id"]
+waiting = labels.waiting_count(db, ds["id"], model["created_at"])
+used = (model["params"] or {}).get("labels") or {}
+st.caption(tr("queue.feedback", waiting=f"{waiting:,}", decisions=f"{used.get('from_decisions', 0):,}",
+              file=f"{used.get('from_file', 0):,}"))
 
 if not cases.is_scored(db, model_id):
     finished = run_job(f"score_job_{model_id}", f"score:{model_id}", tr("queue.scoring", model=model_id),

@@ -211,3 +211,22 @@ def test_cli_explain_json_contract(tmp_path, small_demo_csv):
                 ["--transaction", txid, "--out", str(tmp_path / "x.txt")]):
         proc = run("explain", "--model", model_id, *bad, "--json")
         assert proc.returncode != 0 and proc.stdout == "" and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_training_records_where_its_labels_came_from(tmp_path, small_demo_csv):
+    store = Store(tmp_path / "ws")
+    ingest(store, small_demo_csv, "d")
+    from core.features import build_features
+    fs = build_features(store, "d")
+    early = [r[0] for r in store.rows(f"SELECT transaction_id FROM {fs['table']} WHERE label IS NOT NULL "
+                                      f"ORDER BY timestamp LIMIT 3")]
+    for txid in early:
+        cases.record(store, 1, txid, "confirmed_fraud", "alice")
+    result = models.train(store, "d", kinds=["default"], trials=1)
+    model = result["models"][0]
+    used = model["params"]["labels"]
+    assert used["from_decisions"] == 3 and used["from_file"] == used["training_rows"] - 3
+    assert labels.waiting_count(store, 1, model["created_at"]) == 0
+    cases.record(store, 1, early[0], "legitimate", "bob")
+    assert labels.waiting_count(store, 1, model["created_at"]) == 1
+    store.close()

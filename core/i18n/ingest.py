@@ -82,16 +82,6 @@ EN: dict[str, str] = {
     "data.health.none": "No health warnings.",
     "data.tab.health": "Health",
     "data.reading.offset": "Time read as offsets: each unit is {unit}, offset 0 = {origin}.",
-    "reason.duplicate_in_dataset": "transaction id is already in the dataset (an earlier batch)",
-    "data.tab.batches": "Batches",
-    "data.batches.batch": "batch",
-    "data.batches.help": "A new batch must have the same columns as the first file; it is read with this dataset's mapping, and a transaction id the dataset already has is rejected. Features are rebuilt from all rows on next use.",
-    "data.batches.upload": "Next batch (same columns)",
-    "data.batches.append": "Add the batch",
-    "data.batches.appended": "Batch {batch}: loaded {loaded} rows, rejected {rejected}; the dataset now has {total} rows.",
-    "data.batches.confirm": "Type the dataset name to take back its newest batch",
-    "data.batches.delete": "Delete the newest batch",
-    "data.batches.deleted": "Batch {batch} removed ({rows} rows).",
 }
 
 ZH: dict[str, str] = {
@@ -169,14 +159,4 @@ ZH: dict[str, str] = {
     "data.health.none": "没有数据质量提示。",
     "data.tab.health": "数据质量",
     "data.reading.offset": "时间按偏移量读取：每个单位为 {unit}，偏移量 0 = {origin}。",
-    "reason.duplicate_in_dataset": "交易流水号已存在于数据集中（更早的批次）",
-    "data.tab.batches": "批次",
-    "data.batches.batch": "批次",
-    "data.batches.help": "新批次必须与首个文件列相同；按本数据集的映射读取，数据集中已有的交易流水号会被拒绝。特征会在下次使用时基于全部数据重新计算。",
-    "data.batches.upload": "下一批次（列相同）",
-    "data.batches.append": "追加批次",
-    "data.batches.appended": "批次 {batch}：导入 {loaded} 行，拒绝 {rejected} 行；数据集现有 {total} 行。",
-    "data.batches.confirm": "输入数据集名称以撤回最新批次",
-    "data.batches.delete": "删除最新批次",
-    "data.batches.deleted": "已删除批次 {batch}（{rows} 行）。",
 }
