@@ -178,7 +178,10 @@ def model_picker(ds: dict | None) -> dict | None:
         st.sidebar.caption(tr("sidebar.no_models"))
         return None
     ids = [m["model_id"] for m in items]
-    default = ([m["model_id"] for m in items if m["kind"] == "tuned"] or ids)[0]
+    from core.champion import champion
+    current = champion(store(), ds["name"])
+    default = current["model_id"] if current and current["model_id"] in ids else (
+        [m["model_id"] for m in items if m["kind"] == "tuned"] or ids)[0]
     chosen = _sidebar_choice(tr("sidebar.model"), ids, "model", default)
     return next(m for m in items if m["model_id"] == chosen)
 
@@ -196,6 +199,10 @@ def active_model() -> dict | None:
             pass
     ds = active_dataset()
     items = [m for m in list_models(store(), ds["name"]) if m["kind"] in EXPLAINABLE] if ds else []
+    from core.champion import champion
+    current = champion(store(), ds["name"]) if ds else None
+    if current is not None and current["kind"] in EXPLAINABLE:
+        return current
     return items[0] if items else None
 
 

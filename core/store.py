@@ -154,6 +154,19 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         ALTER TABLE rejects ADD COLUMN batch INTEGER DEFAULT 1;
     """),
+    (7, """
+        -- Champion history per dataset: append-only; the newest row names the champion.
+        CREATE SEQUENCE champion_id_seq START 1;
+        CREATE TABLE champions (
+            id BIGINT NOT NULL,
+            dataset_id INTEGER NOT NULL,
+            model_id VARCHAR NOT NULL,
+            action VARCHAR NOT NULL,
+            person VARCHAR NOT NULL,
+            reason VARCHAR NOT NULL,
+            changed_at TIMESTAMP NOT NULL
+        );
+    """),
 ]
 
 

@@ -5,6 +5,7 @@ from datetime import date
 
 import streamlit as st
 
+from core import champion as champion_mod
 from core import compare, explain, labels, metrics, models, plots
 from core import rules as rules_mod
 from core.errors import RiskdeskError
@@ -126,6 +127,38 @@ with tab_train:
         (st.error if level == "error" else st.success)(message)
     for skipped in st.session_state.get("train_skipped") or []:
         st.info(tr("compare.kind_skipped", kind=tr(f"kind.{skipped['kind']}")))
+
+def champion_panel(ds: dict, registry: list[dict]) -> None:
+    """The dataset's champion: who promoted which model and why; promote another or roll back."""
+    st.subheader(tr("champion.header"))
+    current = champion_mod.champion(db, ds["name"])
+    st.caption(tr("champion.current", model=current["model_id"], kind=kind_label(current["kind"]))
+               if current else tr("champion.none"))
+    who = reviewer()
+    if not who:
+        st.info(tr("champion.need_name"))
+    c1, c2 = st.columns([2, 3])
+    ids = [m["model_id"] for m in registry if m["kind"] != "rules"]
+    pick = c1.selectbox(tr("champion.model"), ids, key="champion_pick")
+    reason = c2.text_input(tr("champion.reason"), key="champion_reason", max_chars=500)
+    b1, b2 = st.columns(2)
+    try:
+        if b1.button(tr("champion.promote"), type="primary", disabled=not (who and reason.strip() and pick),
+                     key="champion_promote"):
+            champion_mod.promote(db, ds["name"], pick, who, reason)
+            st.rerun()
+        if current and b2.button(tr("champion.rollback"), disabled=not (who and reason.strip()),
+                                 key="champion_rollback"):
+            champion_mod.rollback(db, ds["name"], who, reason)
+            st.rerun()
+    except RiskdeskError as exc:
+        st.error(tr("common.error", error=exc))
+    past = champion_mod.history(db, ds["name"])
+    if past:
+        st.dataframe([{tr("champion.col.at"): r["at"], tr("champion.col.action"): tr(f"champion.action.{r['action']}"),
+                       tr("compare.col.model_id"): r["model_id"], tr("champion.col.person"): r["person"],
+                       tr("champion.reason"): r["reason"]} for r in past], hide_index=True, width="stretch")
+
 
 # -- results of a run --------------------------------------------------------------------------------
 registry = models.list_models(db, ds["name"])
@@ -264,6 +297,7 @@ with tab_registry:
         "artifact_sha256": tr("compare.col.artifact"),
         "test_ap": st.column_config.NumberColumn(tr("metric.ap"), format="%.3f"),
         "test_auc": st.column_config.NumberColumn("AUC", format="%.3f")})
+    champion_panel(ds, registry)
     with st.expander(tr("compare.details")):
         pick = st.selectbox(tr("compare.model"), [m["model_id"] for m in registry], key="registry_pick")
         st.json(models.get_model(db, pick), expanded=False)

@@ -253,3 +253,26 @@ def test_batches_tab_lists_batches_and_takes_back_the_newest(home, tmp_path, sma
     at.text_input(key=key).set_value("d").run()
     at.button(key=key.replace("del_batch_", "del_batch_btn_")).click().run()
     assert not at.exception and get_dataset(store, "d")["rows"] == 2000
+
+
+def test_promote_a_champion_from_the_registry_tab(home, small_demo_csv):
+    from core import champion, models
+    from core.ingest import ingest
+    from core.store import open_store
+    store = open_store(home)
+    ingest(store, small_demo_csv, "d")
+    result = models.train(store, "d", kinds=["default", "tuned"], trials=1)
+    default = next(m["model_id"] for m in result["models"] if m["kind"] == "default")
+    at = run_app("en", "pages/compare.py")
+    at.session_state["reviewer_name"] = "alice"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("No champion yet" in c.value for c in at.caption)
+    at.selectbox(key="champion_pick").set_value(default).run()
+    at.text_input(key="champion_reason").set_value("steadier on April").run()
+    at.button(key="champion_promote").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert champion.champion(store, "d")["model_id"] == default
+    assert any(f"In production for this dataset: {default}" in c.value for c in at.caption)
+    fresh = run_app("en", "pages/queue.py")        # a new session opens the queue on the champion
+    assert fresh.session_state["active_model"] == default

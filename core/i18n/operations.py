@@ -14,6 +14,16 @@ EN: dict[str, str] = {
     "data.batches.confirm": "Type the dataset name to take back its newest batch",
     "data.batches.delete": "Delete the newest batch",
     "data.batches.deleted": "Batch {batch} removed ({rows} rows).",
+    "champion.header": "Champion",
+    "champion.current": "In production for this dataset: {model} ({kind}). Scoring, the review queue and explanations use it by default.",
+    "champion.none": "No champion yet: promote a model to put it in production for this dataset.",
+    "champion.need_name": "Enter your name in the sidebar: promotions carry it.",
+    "champion.model": "Model",
+    "champion.reason": "Reason",
+    "champion.promote": "Promote to champion",
+    "champion.rollback": "Roll back to the previous champion",
+    "champion.col.at": "when", "champion.col.action": "action", "champion.col.person": "by",
+    "champion.action.promote": "promoted", "champion.action.rollback": "rolled back to",
 }
 
 ZH: dict[str, str] = {
@@ -28,4 +38,14 @@ ZH: dict[str, str] = {
     "data.batches.confirm": "输入数据集名称以撤回最新批次",
     "data.batches.delete": "删除最新批次",
     "data.batches.deleted": "已删除批次 {batch}（{rows} 行）。",
+    "champion.header": "冠军模型",
+    "champion.current": "本数据集当前上线模型：{model}（{kind}）。评分、审核队列和解释默认使用它。",
+    "champion.none": "尚无冠军模型：将某个模型设为冠军即可在本数据集上线。",
+    "champion.need_name": "请在侧边栏填写您的姓名：每次上线都会记录。",
+    "champion.model": "模型",
+    "champion.reason": "原因",
+    "champion.promote": "设为冠军模型",
+    "champion.rollback": "回滚到上一个冠军模型",
+    "champion.col.at": "时间", "champion.col.action": "操作", "champion.col.person": "操作人",
+    "champion.action.promote": "上线", "champion.action.rollback": "回滚至",
 }

@@ -1,0 +1,59 @@
+"""The champion: one model per dataset, promoted by a named person with a reason, rolled back
+to the previous one; every step in the (append-only) history and the audit log."""
+import pytest
+
+from core import champion, models
+from core.errors import RiskdeskError
+from core.ingest import ingest
+from core.store import Store
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, small_demo_csv):
+    """Its own workspace (champion history is append-only: it must not leak into other tests)."""
+    store = Store(tmp_path_factory.mktemp("champion") / "ws")
+    ingest(store, small_demo_csv, "demo")
+    result = models.train(store, "demo", kinds=["default", "tuned", "logistic"], trials=1)
+    yield store, result
+    store.close()
+
+
+def test_promotion_and_rollback_keep_a_history_and_an_audit_trail(trained):
+    store, result = trained
+    by_kind = {m["kind"]: m["model_id"] for m in result["models"]}
+    assert champion.champion(store, "demo") is None
+    champion.promote(store, "demo", by_kind["default"], "alice", "best AP at launch")
+    champion.promote(store, "demo", by_kind["tuned"], "bob", "tuned beats default on April")
+    assert champion.champion(store, "demo")["model_id"] == by_kind["tuned"]
+    champion.rollback(store, "demo", "carol", "alert volume doubled")
+    assert champion.champion(store, "demo")["model_id"] == by_kind["default"]
+    past = champion.history(store, "demo")
+    assert [(r["action"], r["model_id"], r["person"]) for r in past] == [
+        ("rollback", by_kind["default"], "carol"), ("promote", by_kind["tuned"], "bob"),
+        ("promote", by_kind["default"], "alice")]
+    audit = store.rows("SELECT action, actor, model_id FROM audit_log WHERE action LIKE 'champion_%' ORDER BY id")
+    assert audit[-3:] == [("champion_promote", "alice", by_kind["default"]), ("champion_promote", "bob", by_kind["tuned"]),
+                          ("champion_rollback", "carol", by_kind["default"])]
+
+
+@pytest.mark.parametrize("person, reason, words", [
+    ("", "why", "name of the person"), ("alice", "  ", "needs a reason")])
+def test_a_promotion_needs_a_person_and_a_reason(trained, person, reason, words):
+    store, result = trained
+    with pytest.raises(RiskdeskError, match=words):
+        champion.promote(store, "demo", result["models"][0]["model_id"], person, reason)
+
+
+def test_a_model_of_another_dataset_cannot_be_champion(trained, small_demo_csv):
+    store, result = trained
+    ingest(store, small_demo_csv, "other", replace=True)
+    with pytest.raises(RiskdeskError, match="trained on another dataset"):
+        champion.promote(store, "other", result["models"][0]["model_id"], "alice", "why")
+    with pytest.raises(RiskdeskError, match="no champion to roll back"):
+        champion.rollback(store, "other", "alice", "why")
+
+
+def test_champion_history_is_append_only_in_code():
+    from conftest import ROOT
+    text = (ROOT / "core" / "champion.py").read_text().upper()
+    assert "UPDATE CHAMPIONS" not in text and "DELETE FROM CHAMPIONS" not in text
