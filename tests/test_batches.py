@@ -122,3 +122,19 @@ def test_generated_ids_stay_unique_across_batches(store, tmp_path):
     assert result["rows_total"] == 399        # one amount is not a number
     ids = [r[0] for r in store.rows(f"SELECT transaction_id FROM {get_dataset(store, 'u')['table']} ORDER BY 1")]
     assert len(set(ids)) == 399 and ids[0] == "B2-R000000002" and ids[-1] == "R000000201"
+
+
+def test_an_append_makes_the_queue_score_the_new_rows(store, tmp_path, small_demo_csv):
+    from core import cases, models
+    frame = pd.read_csv(small_demo_csv, dtype=str, keep_default_na=False).sort_values("trans_time", kind="stable")
+    frame.iloc[:2500].to_csv(tmp_path / "a.csv", index=False)
+    frame.iloc[2500:].to_csv(tmp_path / "b.csv", index=False)
+    ingest(store, tmp_path / "a.csv", "d")
+    model_id = models.train(store, "d", kinds=["default"], trials=1)["models"][0]["model_id"]
+    cases.ensure_scored(store, model_id)
+    assert cases.is_scored(store, model_id)
+    ingest(store, tmp_path / "b.csv", "d", append=True)
+    assert not cases.is_scored(store, model_id)
+    cases.ensure_scored(store, model_id)
+    scored = store.scalar("SELECT count(*) FROM model_scores WHERE model_id = ? AND part = 'all'", [model_id])
+    assert scored == get_dataset(store, "d")["rows"]

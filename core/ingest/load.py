@@ -255,7 +255,8 @@ def _mark_known_ids(cur, batch_table: str, dataset_table: str) -> None:
 def _append_rows(store: Store, cur, target: dict, table: str, info: SourceInfo, loaded: int, rejected: int,
                  warnings: list, actor: str, report: Progress) -> dict:
     """Move a parsed batch into the dataset's table, record the batch, refresh the catalogue and
-    drop the dataset's feature sets (they are rebuilt from all rows on next use)."""
+    drop what was computed from the old rows only: the feature sets (rebuilt from all rows on
+    next use) and the models' scores of the whole dataset (the queue redoes them)."""
     extras = {e["column"]: e["type"] for e in target["extras"]}
     columns = [r[0] for r in cur.execute(f"DESCRIBE {target['table']}").fetchall()]
     select = []
@@ -275,6 +276,9 @@ def _append_rows(store: Store, cur, target: dict, table: str, info: SourceInfo, 
         cur.execute(f"INSERT INTO {target['table']} BY NAME SELECT {', '.join(select)} FROM {table}", [batch])
         total = refresh_catalogue(cur, target["id"], target["table"])
         drop_feature_sets(cur, target["id"])
+        # the models' "score everything" sets lack the new rows: they are redone on next use
+        cur.execute("DELETE FROM model_scores WHERE part = 'all' AND model_id IN "
+                    "(SELECT model_id FROM models WHERE dataset_id = ?)", [target["id"]])
         cur.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [target["id"], batch, info.name, info.sha256, loaded, rejected, datetime.now(),
                      json.dumps(warnings, ensure_ascii=False, default=str)])
