@@ -178,6 +178,22 @@ def cmd_explain(args) -> dict:
     return result
 
 
+def cmd_monitor(args) -> dict:
+    from .monitor import report
+    from .store import open_store
+
+    result = report(open_store(), args.model, args.start, args.end, args.reference_start, args.reference_end,
+                    dataset=args.dataset, capacity_k=args.capacity)
+    over = sum(a["over_capacity"] for a in result["alerts"])
+    lines = [f"{result['model_id']} on {result['dataset']!r}: {result['current']['start']} .. {result['current']['end']} "
+             f"against {result['reference']['start']} .. {result['reference']['end']}",
+             f"score PSI {result['score_psi']:.3f} ({result['score_band']}); "
+             f"{over} of {len(result['alerts'])} days above the capacity of {args.capacity} alerts"]
+    lines += [f"  {f['feature']:<28} PSI {f['psi']:.3f}  {f['band']}" for f in result["features"][:10]]
+    result["_text"] = "\n".join(lines)
+    return result
+
+
 def cmd_demo(args) -> dict:
     from .sample import load_demo
     from .store import open_store
@@ -266,6 +282,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("monitor", help="drift (PSI), alerts against capacity and performance of a model on a period")
+    p.add_argument("--dataset", help="default: the model's training dataset")
+    p.add_argument("--model", required=True)
+    p.add_argument("--start", required=True, metavar="DATE")
+    p.add_argument("--end", required=True, metavar="DATE")
+    p.add_argument("--reference-start", metavar="DATE", help="default: the model's training period")
+    p.add_argument("--reference-end", metavar="DATE")
+    p.add_argument("--capacity", type=int, default=50, help="alerts the team can review per day")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_monitor)
 
     p = sub.add_parser("demo", help="load the shipped demo data unless it is already loaded")
     p.add_argument("--json", action="store_true")
