@@ -14,6 +14,7 @@ pages = [
     st.Page("pages/explore.py", title=tr("nav.explore"), icon=":material/query_stats:", url_path="explore"),
     st.Page("pages/rules.py", title=tr("nav.rules"), icon=":material/rule:", url_path="rules"),
     st.Page("pages/compare.py", title=tr("nav.compare"), icon=":material/leaderboard:", url_path="compare"),
+    st.Page("pages/monitor.py", title=tr("nav.monitor"), icon=":material/monitor_heart:", url_path="monitor"),
     st.Page("pages/queue.py", title=tr("nav.queue"), icon=":material/checklist:", url_path="queue"),
     st.Page("pages/case.py", title=tr("nav.case"), icon=":material/search:", url_path="case"),
 ]

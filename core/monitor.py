@@ -156,3 +156,34 @@ def report(store: Store, model_id: str, start, end, reference_start=None, refere
             "missing": missing_and_new(store, fs, names, reference, current),
             "rule_hits": rule_hits_by_day(store, fs, current),
             "performance": performance_by_week(store, fs, model, current, capacity_k)}
+
+
+def period_distribution(store: Store, model_id: str, feature: str, reference: tuple, current: tuple,
+                        dataset: str | None = None):
+    """A feature's (or the score's) share per bin in the reference and the current period, on
+    the reference deciles (categories for categorical features): DataFrame bin, period, share."""
+    model = get_model(store, model_id)
+    ds = model_dataset(store, model, dataset)
+    fs = build_features(store, ds["name"], feature_config(model))
+    kinds = {f["name"]: f["kind"] for f in fs["catalogue"]}
+    if feature != "score" and feature not in kinds:
+        raise RiskdeskError(f"no feature {feature!r} in this model's feature set")
+    base = _scores_sql(fs)
+    col = "score" if feature == "score" else quote_ident(feature)
+    within = "CAST(timestamp AS DATE) BETWEEN ? AND ?"
+    if kinds.get(feature) == "categorical":
+        label = f"coalesce(CAST({col} AS VARCHAR), '(missing)')"
+    else:
+        cuts = store.scalar(f"SELECT quantile_cont({col}, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]) "
+                            f"FROM ({base}) WHERE {within}", [model_id, *reference]) or []
+        cuts = sorted(set(c for c in cuts if c is not None))
+        bounds = [f"≤ {c:.4g}" for c in cuts] + [f"> {cuts[-1]:.4g}" if cuts else "all"]
+        label = ("CASE WHEN " + col + " IS NULL THEN '(missing)' " + " ".join(
+            f"WHEN {col} <= {float(c)!r} THEN '{i:02d} {bounds[i]}'" for i, c in enumerate(cuts))
+            + f" ELSE '{len(cuts):02d} {bounds[-1]}' END")
+    return store.df(f"""
+        SELECT bin, period, n / sum(n) OVER (PARTITION BY period) AS share FROM (
+            SELECT {label} AS bin, 'reference' AS period, count(*) AS n FROM ({base}) WHERE {within} GROUP BY 1
+            UNION ALL
+            SELECT {label}, 'current', count(*) FROM ({base}) WHERE {within} GROUP BY 1)
+        ORDER BY bin, period""", [model_id, *reference, model_id, *current])

@@ -332,3 +332,40 @@ def shap_dependence(view: dict, feature: str, colour_by: str | None, lang: str =
     fig.update_layout(title=t("plot.dependence_title", lang, feature=feature), xaxis_title=feature,
                       yaxis_title=t("plot.shap_value", lang), **LAYOUT)
     return fig
+
+
+def period_overlay(frame, feature: str, lang: str = "en") -> go.Figure:
+    """A feature's share per bin in the reference and the current period (the PSI drill-down)."""
+    fig = go.Figure()
+    for period, color in (("reference", NORMAL), ("current", FRAUD)):
+        part = frame[frame["period"] == period]
+        fig.add_bar(x=part["bin"], y=part["share"], name=t("monitor.reference" if period == "reference" else
+                                                          "monitor.current_period", lang), marker_color=color,
+                    opacity=0.6)
+    fig.update_layout(barmode="group", title=t("monitor.overlay_title", lang, feature=feature),
+                      yaxis_title=t("plot.share", lang), **LAYOUT)
+    fig.update_yaxes(tickformat=".0%")
+    return fig
+
+
+def alerts_vs_capacity(alerts: list[dict], lang: str = "en") -> go.Figure:
+    """Alerts per day against the team's daily review capacity."""
+    days = [a["day"] for a in alerts]
+    fig = go.Figure()
+    fig.add_bar(x=days, y=[a["alerts"] for a in alerts], name=t("monitor.alerts", lang),
+                marker_color=[FRAUD if a["over_capacity"] else NORMAL for a in alerts])
+    fig.add_scatter(x=days, y=[a["capacity"] for a in alerts], mode="lines", name=t("monitor.capacity_line", lang),
+                    line=dict(color="black", dash="dash"))
+    fig.update_layout(title=t("monitor.alerts_title", lang), **LAYOUT)
+    return fig
+
+
+def rule_hits_over_time(rows: list[dict], lang: str = "en") -> go.Figure:
+    """Each rule's hit rate per day."""
+    fig = go.Figure()
+    rules = [k for k in (rows[0] if rows else {}) if k != "day"]
+    for rule in rules:
+        fig.add_scatter(x=[r["day"] for r in rows], y=[r[rule] for r in rows], mode="lines", name=rule)
+    fig.update_layout(title=t("monitor.rules_title", lang), yaxis_title=t("rules.m.hit_rate", lang), **LAYOUT)
+    fig.update_yaxes(tickformat=".1%")
+    return fig

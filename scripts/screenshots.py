@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 PAGES = [("", "Data", "数据"), ("explore", "Explore", "探索"), ("rules", "Rules", "规则"),
-         ("compare", "Compare models", "模型对比"), ("queue", "Review queue", "审核队列"), ("case", "Transaction", "交易详情")]
+         ("compare", "Compare models", "模型对比"), ("monitor", "Monitor", "监控"), ("queue", "Review queue", "审核队列"),
+         ("case", "Transaction", "交易详情")]
 
 
 def main():

@@ -6,8 +6,8 @@ from conftest import ROOT
 from core import jobs
 
 APP = str(ROOT / "app.py")
-PAGES = ["pages/data.py", "pages/explore.py", "pages/rules.py", "pages/compare.py", "pages/queue.py",
-         "pages/case.py"]
+PAGES = ["pages/data.py", "pages/explore.py", "pages/rules.py", "pages/compare.py", "pages/monitor.py",
+         "pages/queue.py", "pages/case.py"]
 
 
 def run_app(lang="en", page=None):
@@ -276,3 +276,16 @@ def test_promote_a_champion_from_the_registry_tab(home, small_demo_csv):
     assert any(f"In production for this dataset: {default}" in c.value for c in at.caption)
     fresh = run_app("en", "pages/queue.py")        # a new session opens the queue on the champion
     assert fresh.session_state["active_model"] == default
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_monitor_page_shows_drift_alerts_and_performance(trained_app, lang):
+    at = run_app(lang, "pages/monitor.py")
+    finish_jobs(at)
+    assert not at.exception, [e.value for e in at.exception]
+    labels = [m.label for m in at.metric]
+    assert ("Score PSI" if lang == "en" else "得分 PSI") in labels
+    drift = next(d.value for d in at.dataframe if "PSI" in d.value.columns)
+    assert len(drift) > 10 and list(drift["PSI"]) == sorted(drift["PSI"], reverse=True)
+    at.selectbox(key="monitor_pick").set_value(drift.iloc[0, 0]).run()
+    assert not at.exception, [e.value for e in at.exception]
