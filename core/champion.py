@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
+
 from .datasets import get_dataset
 from .errors import RiskdeskError
 from .models import get_model
@@ -73,3 +75,85 @@ def rollback(store: Store, dataset: str, person: str, reason: str) -> dict:
         raise RiskdeskError(f"dataset {dataset!r} has had only one champion; there is nothing to roll back to")
     get_model(store, previous)   # still in the registry
     return _append(store, ds, previous, "rollback", person, reason)
+
+
+MIN_FRAUDS = 30          # fewer frauds than this in the period: the comparison says the evidence is thin
+
+
+def _paired_scores(store: Store, champion_id: str, challenger_id: str, period: tuple):
+    """Both models' scores on the same labelled transactions of the period (labels from the
+    file, overridden by conclusive review decisions): DataFrame day, y, a, b."""
+    from .cases import ensure_scored
+    from .labels import label_sql
+    champion_model = get_model(store, champion_id)
+    table = store.scalar("SELECT table_name FROM datasets WHERE id = ?", [champion_model["dataset_id"]])
+    for model_id in (champion_id, challenger_id):
+        ensure_scored(store, model_id)
+    join, params = label_sql(champion_model["dataset_id"])
+    return store.df(f"""
+        SELECT CAST(t.timestamp AS DATE) AS day, coalesce(reviewed_label, t.label) AS y, a.score AS a, b.score AS b
+        FROM (SELECT * FROM {table} {join}) t
+        JOIN model_scores a ON a.model_id = ? AND a.part = 'all' AND a.transaction_id = CAST(t.transaction_id AS VARCHAR)
+        JOIN model_scores b ON b.model_id = ? AND b.part = 'all' AND b.transaction_id = CAST(t.transaction_id AS VARCHAR)
+        WHERE coalesce(reviewed_label, t.label) IS NOT NULL AND CAST(t.timestamp AS DATE) BETWEEN ? AND ?
+        ORDER BY t.timestamp, t.transaction_id""", [*params, champion_id, challenger_id, *period])
+
+
+def compare_with_champion(store: Store, dataset: str, challenger_id: str, start=None, end=None,
+                          capacity_k: int = 50, resamples: int = 200, seed: int = 0) -> dict:
+    """The challenger against the champion on the same labelled transactions of the latest
+    period (default: the challenger's test period): average precision and recall at the daily
+    review capacity, each with a paired bootstrap 95% interval of the difference (resampling
+    whole days, so that capacity per day keeps its meaning). Promotion is offered only when the
+    challenger is not worse (both differences' point estimates ≥ 0) and the evidence is enough
+    (at least MIN_FRAUDS frauds)."""
+    from . import metrics
+    current = champion(store, dataset)
+    if current is None:
+        raise RiskdeskError(f"dataset {dataset!r} has no champion to compare with; promote one first")
+    challenger = get_model(store, challenger_id)
+    if challenger_id == current["model_id"]:
+        raise RiskdeskError(f"model {challenger_id} is the champion itself")
+    period = (str(start), str(end)) if start and end else tuple(challenger["split"]["test"])
+    frame = _paired_scores(store, current["model_id"], challenger_id, period)
+    y, days = frame["y"].to_numpy(dtype=int), frame["day"].to_numpy()
+    frauds = int(y.sum())
+    out = {"dataset": dataset, "champion": current["model_id"], "challenger": challenger_id,
+           "period": {"start": period[0], "end": period[1]}, "transactions": int(len(y)), "frauds": frauds,
+           "capacity_k": capacity_k}
+    if frauds == 0 or frauds == len(y):
+        out.update(enough=False, offer=False, reason="the period has no fraud (or nothing but fraud) to compare on")
+        return out
+
+    def measures(yy, aa, bb, dd):
+        ap = metrics.average_precision(yy, bb) - metrics.average_precision(yy, aa)
+        rec = (metrics.at_daily_capacity(yy, bb, dd, capacity_k)["recall"]
+               - metrics.at_daily_capacity(yy, aa, dd, capacity_k)["recall"])
+        return ap, rec
+
+    a, b = frame["a"].to_numpy(dtype=float), frame["b"].to_numpy(dtype=float)
+    point = measures(y, a, b, days)
+    unique_days = np.unique(days)
+    rows_of = {d: np.flatnonzero(days == d) for d in unique_days}
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        picked = rng.choice(unique_days, len(unique_days), replace=True)
+        idx = np.concatenate([rows_of[d] for d in picked])
+        block = np.concatenate([np.full(len(rows_of[d]), j) for j, d in enumerate(picked)])
+        if 0 < y[idx].sum() < len(idx):
+            draws.append(measures(y[idx], a[idx], b[idx], block))
+    draws = np.array(draws)
+    ci = lambda k: [float(v) for v in np.quantile(draws[:, k], [0.025, 0.975])] if len(draws) else [None, None]
+    for k, name in enumerate(("average_precision", "capacity_recall")):
+        out[f"{name}_difference"] = float(point[k])
+        out[f"{name}_difference_ci"] = ci(k)
+    out["champion_average_precision"] = metrics.average_precision(y, a)
+    out["challenger_average_precision"] = metrics.average_precision(y, b)
+    out["enough"] = frauds >= MIN_FRAUDS
+    not_worse = point[0] >= 0 and point[1] >= 0
+    out["offer"] = bool(out["enough"] and not_worse)
+    out["reason"] = ("not worse on both measures" if out["offer"] else
+                     f"only {frauds} frauds in the period: too few to tell the models apart" if not out["enough"]
+                     else "worse than the champion on average precision or recall at capacity")
+    return out

@@ -128,6 +128,26 @@ with tab_train:
     for skipped in st.session_state.get("train_skipped") or []:
         st.info(tr("compare.kind_skipped", kind=tr(f"kind.{skipped['kind']}")))
 
+def show_verdict(v: dict) -> None:
+    """The challenger against the champion: differences with paired bootstrap intervals."""
+    def ci(pair):
+        return "–" if pair[0] is None else f"[{pair[0]:+.3f}, {pair[1]:+.3f}]"
+    st.caption(tr("champion.period", start=v["period"]["start"], end=v["period"]["end"], n=f"{v['transactions']:,}",
+                  frauds=f"{v['frauds']:,}"))
+    if "average_precision_difference" in v:
+        c1, c2 = st.columns(2)
+        c1.metric(tr("champion.ap_diff"), f"{v['average_precision_difference']:+.3f}",
+                  help=tr("champion.ci", ci=ci(v["average_precision_difference_ci"])))
+        c2.metric(tr("champion.recall_diff", k=v["capacity_k"]), f"{v['capacity_recall_difference']:+.3f}",
+                  help=tr("champion.ci", ci=ci(v["capacity_recall_difference_ci"])))
+    if v["offer"]:
+        st.success(tr("champion.offer"))
+    elif not v.get("enough", False):
+        st.warning(tr("champion.thin", frauds=v["frauds"], need=champion_mod.MIN_FRAUDS))
+    else:
+        st.warning(tr("champion.worse"))
+
+
 def champion_panel(ds: dict, registry: list[dict]) -> None:
     """The dataset's champion: who promoted which model and why; promote another or roll back."""
     st.subheader(tr("champion.header"))
@@ -141,9 +161,23 @@ def champion_panel(ds: dict, registry: list[dict]) -> None:
     ids = [m["model_id"] for m in registry if m["kind"] != "rules"]
     pick = c1.selectbox(tr("champion.model"), ids, key="champion_pick")
     reason = c2.text_input(tr("champion.reason"), key="champion_reason", max_chars=500)
+    allowed = current is None
+    if current is not None and pick and pick != current["model_id"]:
+        verdict = st.session_state.get("challenger_verdict")
+        if st.button(tr("champion.compare"), key="champion_compare"):
+            with st.spinner(tr("champion.comparing")):
+                try:
+                    verdict = champion_mod.compare_with_champion(db, ds["name"], pick)
+                except RiskdeskError as exc:
+                    st.error(tr("common.error", error=exc))
+                    verdict = None
+            st.session_state["challenger_verdict"] = verdict
+        if verdict and verdict["challenger"] == pick and verdict["champion"] == current["model_id"]:
+            show_verdict(verdict)
+            allowed = verdict["offer"]
     b1, b2 = st.columns(2)
     try:
-        if b1.button(tr("champion.promote"), type="primary", disabled=not (who and reason.strip() and pick),
+        if b1.button(tr("champion.promote"), type="primary", disabled=not (who and reason.strip() and pick and allowed),
                      key="champion_promote"):
             champion_mod.promote(db, ds["name"], pick, who, reason)
             st.rerun()

@@ -57,3 +57,41 @@ def test_champion_history_is_append_only_in_code():
     from conftest import ROOT
     text = (ROOT / "core" / "champion.py").read_text().upper()
     assert "UPDATE CHAMPIONS" not in text and "DELETE FROM CHAMPIONS" not in text
+
+
+@pytest.fixture(scope="module")
+def medium(tmp_path_factory):
+    """20,000 generated transactions (enough frauds in the test period to compare models)."""
+    from core.sample import write_sample
+    base = tmp_path_factory.mktemp("challenger")
+    write_sample(base / "d.csv", rows=20000, seed=11)
+    store = Store(base / "ws")
+    ingest(store, base / "d.csv", "d")
+    result = models.train(store, "d", kinds=["default", "logistic"], trials=1)
+    yield store, {m["kind"]: m["model_id"] for m in result["models"]}
+    store.close()
+
+
+def test_a_better_challenger_is_offered_and_a_worse_one_is_not(medium):
+    store, ids = medium
+    champion.promote(store, "d", ids["logistic"], "alice", "baseline")
+    better = champion.compare_with_champion(store, "d", ids["default"], resamples=60)
+    assert better["enough"] and better["frauds"] >= champion.MIN_FRAUDS
+    assert better["average_precision_difference"] > 0 and better["offer"], better
+    lo, hi = better["average_precision_difference_ci"]
+    assert lo <= better["average_precision_difference"] <= hi
+    champion.promote(store, "d", ids["default"], "alice", "better on the test period")
+    worse = champion.compare_with_champion(store, "d", ids["logistic"], resamples=60)
+    assert not worse["offer"] and "worse" in worse["reason"]
+
+
+def test_thin_evidence_is_said_plainly(trained):
+    store, result = trained
+    by_kind = {m["kind"]: m["model_id"] for m in result["models"]}
+    if champion.champion(store, "demo") is None:
+        champion.promote(store, "demo", by_kind["default"], "alice", "start")
+    challenger = by_kind["logistic"] if champion.champion(store, "demo")["model_id"] != by_kind["logistic"] \
+        else by_kind["tuned"]
+    report = champion.compare_with_champion(store, "demo", challenger, resamples=20)
+    assert report["frauds"] < champion.MIN_FRAUDS and not report["enough"] and not report["offer"]
+    assert "too few" in report["reason"]

@@ -274,6 +274,13 @@ def test_promote_a_champion_from_the_registry_tab(home, small_demo_csv):
     assert not at.exception, [e.value for e in at.exception]
     assert champion.champion(store, "d")["model_id"] == default
     assert any(f"In production for this dataset: {default}" in c.value for c in at.caption)
+    tuned = next(m["model_id"] for m in result["models"] if m["kind"] == "tuned")
+    at.selectbox(key="champion_pick").set_value(tuned).run()
+    assert at.button(key="champion_promote").disabled          # not before a comparison says so
+    at.button(key="champion_compare").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Too little evidence" in w.value for w in at.warning)
+    assert at.button(key="champion_promote").disabled
     fresh = run_app("en", "pages/queue.py")        # a new session opens the queue on the champion
     assert fresh.session_state["active_model"] == default
 

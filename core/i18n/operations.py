@@ -43,6 +43,15 @@ EN: dict[str, str] = {
     "monitor.col.missing_reference": "missing (reference)", "monitor.col.missing_current": "missing (current)",
     "monitor.col.new_categories": "new categories", "monitor.col.week": "week", "monitor.col.labelled": "labelled",
     "monitor.col.frauds": "frauds", "monitor.no_labels": "No labels or review decisions in this period yet.",
+    "champion.compare": "Compare with the champion",
+    "champion.comparing": "Scoring both models on the same transactions and resampling days…",
+    "champion.period": "Same {n} labelled transactions of {start} – {end} ({frauds} frauds), labels from the file overridden by review decisions.",
+    "champion.ap_diff": "Average precision: challenger − champion",
+    "champion.recall_diff": "Recall at {k} reviews a day: challenger − champion",
+    "champion.ci": "Paired bootstrap 95% interval (whole days resampled): {ci}",
+    "champion.offer": "The challenger is not worse on either measure: it can be promoted.",
+    "champion.thin": "Too little evidence: {frauds} frauds in the period (at least {need} needed) cannot tell the two models apart. Promotion is not offered.",
+    "champion.worse": "The challenger is worse than the champion on average precision or on recall at capacity: promotion is not offered.",
 }
 
 ZH: dict[str, str] = {
@@ -86,4 +95,13 @@ ZH: dict[str, str] = {
     "monitor.col.missing_reference": "缺失率（基准期）", "monitor.col.missing_current": "缺失率（当前期）",
     "monitor.col.new_categories": "新类别占比", "monitor.col.week": "周", "monitor.col.labelled": "已标注",
     "monitor.col.frauds": "欺诈", "monitor.no_labels": "本期间尚无标签或审核决策。",
+    "champion.compare": "与冠军模型对比",
+    "champion.comparing": "正在用两个模型为同一批交易评分并按天重抽样…",
+    "champion.period": "{start} – {end} 的同一批 {n} 笔已标注交易（{frauds} 笔欺诈），审核决策覆盖文件标签。",
+    "champion.ap_diff": "平均精确率：挑战者 − 冠军",
+    "champion.recall_diff": "每日审核 {k} 笔时的召回率：挑战者 − 冠军",
+    "champion.ci": "配对自助法 95% 区间（按整天重抽样）：{ci}",
+    "champion.offer": "挑战者在两项指标上都不差于冠军：可以上线。",
+    "champion.thin": "证据不足：该期间只有 {frauds} 笔欺诈（至少需要 {need} 笔），无法区分两个模型。不提供上线。",
+    "champion.worse": "挑战者在平均精确率或每日审核召回率上不如冠军：不提供上线。",
 }
