@@ -1,5 +1,6 @@
 """The champion: at most one model per dataset is "in production", set explicitly by a named
-person with a reason. Promotions and rollbacks are appended to `champions` (never updated or
+person with a reason, with its PASS / VERIFY / BLOCK bands (VERIFY from the team's daily review
+capacity, BLOCK from a precision target). Promotions and rollbacks are appended to `champions` (never updated or
 deleted) and to the audit log; the newest row names the current champion.
 """
 from __future__ import annotations
@@ -25,11 +26,45 @@ def _check_person_and_reason(person: str, reason: str) -> tuple[str, str]:
     return person, reason
 
 
+def derive_bands(store: Store, model_id: str, capacity_k: int = 50, precision_target: float = 0.9) -> dict:
+    """PASS / VERIFY / BLOCK thresholds from the model's validation scores: VERIFY where the
+    team would get `capacity_k` alerts a day, BLOCK where precision reaches `precision_target`
+    (never below VERIFY)."""
+    from . import metrics
+    if not 1 <= int(capacity_k) <= 1_000_000:
+        raise RiskdeskError("the daily review capacity must be between 1 and 1,000,000")
+    if not 0 < float(precision_target) <= 1:
+        raise RiskdeskError("the precision target must be above 0 and at most 1")
+    model = get_model(store, model_id)
+    table = store.scalar("SELECT table_name FROM datasets WHERE id = ?", [model["dataset_id"]])
+    frame = store.df(f"SELECT CAST(t.timestamp AS DATE) AS day, t.label AS y, s.score FROM model_scores s "
+                     f"JOIN {table} t ON s.transaction_id = CAST(t.transaction_id AS VARCHAR) "
+                     f"WHERE s.model_id = ? AND s.part = 'valid'", [model_id])
+    if frame.empty:
+        return {"capacity_k": int(capacity_k), "precision_target": float(precision_target),
+                "verify_threshold": model["threshold"], "block_threshold": model["block_threshold"]}
+    s, labelled = frame["score"].to_numpy(dtype=float), frame["y"].notna().to_numpy()
+    verify = metrics.capacity_threshold(s, frame["day"].to_numpy(), capacity_k)
+    block = metrics.precision_threshold(frame["y"][labelled].to_numpy(dtype=int), s[labelled], float(precision_target),
+                                        fallback=float(np.quantile(s, 0.999)))
+    return {"capacity_k": int(capacity_k), "precision_target": float(precision_target),
+            "verify_threshold": verify, "block_threshold": max(block, verify)}
+
+
+def bands(store: Store, dataset: str) -> dict | None:
+    """The current champion's thresholds (None without a champion)."""
+    rows = history(store, dataset)
+    if not rows:
+        return None
+    keys = ("capacity_k", "precision_target", "verify_threshold", "block_threshold")
+    return {"model_id": rows[0]["model_id"], **{k: rows[0][k] for k in keys}}
+
+
 def history(store: Store, dataset: str) -> list[dict]:
     """Promotions and rollbacks of a dataset's champion, newest first."""
     ds = get_dataset(store, dataset)
-    rows = store.dicts("SELECT id, model_id, action, person, reason, changed_at FROM champions WHERE dataset_id = ? "
-                       "ORDER BY id DESC", [ds["id"]])
+    rows = store.dicts("SELECT id, model_id, action, person, reason, changed_at, capacity_k, precision_target, "
+                       "verify_threshold, block_threshold FROM champions WHERE dataset_id = ? ORDER BY id DESC", [ds["id"]])
     for r in rows:
         r["at"] = r.pop("changed_at").isoformat(sep=" ", timespec="seconds")
     return rows
@@ -41,17 +76,21 @@ def champion(store: Store, dataset: str) -> dict | None:
     return get_model(store, rows[0]["model_id"]) if rows else None
 
 
-def _append(store: Store, ds: dict, model_id: str, action: str, person: str, reason: str) -> dict:
+def _append(store: Store, ds: dict, model_id: str, action: str, person: str, reason: str, thresholds: dict) -> dict:
+    values = [thresholds[k] for k in ("capacity_k", "precision_target", "verify_threshold", "block_threshold")]
     with store.write() as cur:
-        cur.execute("INSERT INTO champions VALUES (nextval('champion_id_seq'), ?, ?, ?, ?, ?, ?)",
-                    [ds["id"], model_id, action, person, reason, datetime.now()])
+        cur.execute("INSERT INTO champions VALUES (nextval('champion_id_seq'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [ds["id"], model_id, action, person, reason, datetime.now(), *values])
         store.audit(cur, person, f"champion_{action}", "dataset", ds["id"],
-                    {"dataset": ds["name"], "model_id": model_id, "reason": reason}, model_id=model_id)
-    return {"dataset": ds["name"], "model_id": model_id, "action": action, "person": person, "reason": reason}
+                    {"dataset": ds["name"], "model_id": model_id, "reason": reason, **thresholds}, model_id=model_id)
+    return {"dataset": ds["name"], "model_id": model_id, "action": action, "person": person, "reason": reason,
+            **thresholds}
 
 
-def promote(store: Store, dataset: str, model_id: str, person: str, reason: str) -> dict:
-    """Make `model_id` the dataset's champion."""
+def promote(store: Store, dataset: str, model_id: str, person: str, reason: str, capacity_k: int = 50,
+            precision_target: float = 0.9) -> dict:
+    """Make `model_id` the dataset's champion, with bands from its validation scores: VERIFY at
+    the daily review capacity, BLOCK at the precision target (stored with the promotion)."""
     person, reason = _check_person_and_reason(person, reason)
     ds = get_dataset(store, dataset)
     model = get_model(store, model_id)
@@ -60,21 +99,23 @@ def promote(store: Store, dataset: str, model_id: str, person: str, reason: str)
     current = champion(store, dataset)
     if current is not None and current["model_id"] == model_id:
         raise RiskdeskError(f"model {model_id} is already the champion of {dataset!r}")
-    return _append(store, ds, model_id, "promote", person, reason)
+    return _append(store, ds, model_id, "promote", person, reason,
+                   derive_bands(store, model_id, capacity_k, precision_target))
 
 
 def rollback(store: Store, dataset: str, person: str, reason: str) -> dict:
     """Give the champion role back to the model that held it before the current one."""
     person, reason = _check_person_and_reason(person, reason)
     ds = get_dataset(store, dataset)
-    held = [r["model_id"] for r in history(store, dataset)]
-    if not held:
+    past = history(store, dataset)
+    if not past:
         raise RiskdeskError(f"dataset {dataset!r} has no champion to roll back")
-    previous = next((m for m in held[1:] if m != held[0]), None)
+    previous = next((r for r in past[1:] if r["model_id"] != past[0]["model_id"]), None)
     if previous is None:
         raise RiskdeskError(f"dataset {dataset!r} has had only one champion; there is nothing to roll back to")
-    get_model(store, previous)   # still in the registry
-    return _append(store, ds, previous, "rollback", person, reason)
+    get_model(store, previous["model_id"])   # still in the registry
+    return _append(store, ds, previous["model_id"], "rollback", person, reason,
+                   {k: previous[k] for k in ("capacity_k", "precision_target", "verify_threshold", "block_threshold")})
 
 
 MIN_FRAUDS = 30          # fewer frauds than this in the period: the comparison says the evidence is thin

@@ -136,6 +136,14 @@ def precision_threshold(y, s, target: float = 0.8, fallback: float | None = None
     return float(fallback if fallback is not None else thr[0] if len(thr) else 1.0)
 
 
+def capacity_threshold(s, days, k: int) -> float:
+    """The score at or above which, on the days given, the team would see k alerts a day on
+    average (the (k x days)-th highest score)."""
+    s = np.sort(np.asarray(s, dtype=float))[::-1]
+    wanted = int(k) * max(1, len(np.unique(np.asarray(days))))
+    return float(s[min(wanted, len(s)) - 1]) if len(s) else 1.0
+
+
 def bootstrap(y, s, fn, n: int = 200, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
     """Percentile bootstrap interval of fn(y, s), resampling transactions."""
     y, s = np.asarray(y), np.asarray(s, dtype=float)

@@ -164,7 +164,11 @@ MIGRATIONS: list[tuple[int, str]] = [
             action VARCHAR NOT NULL,
             person VARCHAR NOT NULL,
             reason VARCHAR NOT NULL,
-            changed_at TIMESTAMP NOT NULL
+            changed_at TIMESTAMP NOT NULL,
+            capacity_k INTEGER,              -- VERIFY: the score above which k alerts a day are expected
+            precision_target DOUBLE,         -- BLOCK: the score above which precision reaches this
+            verify_threshold DOUBLE,
+            block_threshold DOUBLE
         );
     """),
 ]

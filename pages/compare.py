@@ -154,6 +154,10 @@ def champion_panel(ds: dict, registry: list[dict]) -> None:
     current = champion_mod.champion(db, ds["name"])
     st.caption(tr("champion.current", model=current["model_id"], kind=kind_label(current["kind"]))
                if current else tr("champion.none"))
+    bands = champion_mod.bands(db, ds["name"])
+    if bands and bands["verify_threshold"] is not None:
+        st.caption(tr("champion.bands", verify=f"{bands['verify_threshold']:.4g}", k=bands["capacity_k"],
+                      block=f"{bands['block_threshold']:.4g}", precision=f"{bands['precision_target']:.0%}"))
     who = reviewer()
     if not who:
         st.info(tr("champion.need_name"))
@@ -161,6 +165,9 @@ def champion_panel(ds: dict, registry: list[dict]) -> None:
     ids = [m["model_id"] for m in registry if m["kind"] != "rules"]
     pick = c1.selectbox(tr("champion.model"), ids, key="champion_pick")
     reason = c2.text_input(tr("champion.reason"), key="champion_reason", max_chars=500)
+    c1, c2 = st.columns(2)
+    capacity = c1.number_input(tr("champion.capacity"), 1, 1_000_000, 50, key="champion_capacity")
+    precision = c2.number_input(tr("champion.precision"), 0.05, 1.0, 0.9, 0.05, key="champion_precision")
     allowed = current is None
     if current is not None and pick and pick != current["model_id"]:
         verdict = st.session_state.get("challenger_verdict")
@@ -179,7 +186,7 @@ def champion_panel(ds: dict, registry: list[dict]) -> None:
     try:
         if b1.button(tr("champion.promote"), type="primary", disabled=not (who and reason.strip() and pick and allowed),
                      key="champion_promote"):
-            champion_mod.promote(db, ds["name"], pick, who, reason)
+            champion_mod.promote(db, ds["name"], pick, who, reason, int(capacity), float(precision))
             st.rerun()
         if current and b2.button(tr("champion.rollback"), disabled=not (who and reason.strip()),
                                  key="champion_rollback"):

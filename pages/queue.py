@@ -6,6 +6,7 @@ from datetime import date
 import streamlit as st
 
 from core import cases, explain, labels, plots, report
+from core import champion as champion_mod
 from core import rules as rules_mod
 from core.export import safe_csv_bytes
 from ui import dataset_and_model_or_stop, lang, run_job, store, tr
@@ -57,7 +58,10 @@ with tab_queue:
     size = c3.selectbox(tr("queue.page_size"), [25, 50, 100], index=1, key="queue_size")
     if not (isinstance(period, tuple) and len(period) == 2):
         st.stop()
-    filters = (("start", str(period[0])), ("end", str(period[1])),
+    bands = champion_mod.bands(db, ds["name"]) or {}
+    thresholds = ((("verify", bands["verify_threshold"]), ("block", bands["block_threshold"]))
+                  if bands.get("model_id") == model_id and bands.get("verify_threshold") is not None else ())
+    filters = (*thresholds, ("start", str(period[0])), ("end", str(period[1])),
                ("bands", tuple(band_labels[b] for b in bands if b in band_labels) or None),
                ("rule", rule or None), ("outcomes", tuple(outcomes) or None),
                ("min_amount", min_amount or None), ("max_amount", max_amount or None))

@@ -95,3 +95,20 @@ def test_thin_evidence_is_said_plainly(trained):
     report = champion.compare_with_champion(store, "demo", challenger, resamples=20)
     assert report["frauds"] < champion.MIN_FRAUDS and not report["enough"] and not report["offer"]
     assert "too few" in report["reason"]
+
+
+def test_champion_bands_come_from_capacity_and_precision(medium):
+    store, ids = medium
+    target = ids["logistic"] if champion.champion(store, "d")["model_id"] != ids["logistic"] else ids["default"]
+    champion.promote(store, "d", target, "bob", "bands", capacity_k=20, precision_target=0.8)
+    bands = champion.bands(store, "d")
+    assert bands["capacity_k"] == 20 and bands["precision_target"] == 0.8
+    assert bands["verify_threshold"] < bands["block_threshold"]      # a VERIFY band that is not empty
+    from core.datasets import get_dataset
+    valid = store.df(f"SELECT s.score, CAST(t.timestamp AS DATE) AS day FROM model_scores s JOIN {get_dataset(store, 'd')['table']} t "
+                     "ON s.transaction_id = t.transaction_id WHERE s.model_id = ? AND s.part = 'valid'",
+                     [bands["model_id"]])
+    per_day = (valid["score"] >= bands["verify_threshold"]).sum() / valid["day"].nunique()
+    assert per_day == pytest.approx(20, abs=1)
+    with pytest.raises(RiskdeskError, match="precision target"):
+        champion.derive_bands(store, ids["default"], 20, 1.5)

@@ -52,6 +52,9 @@ EN: dict[str, str] = {
     "champion.offer": "The challenger is not worse on either measure: it can be promoted.",
     "champion.thin": "Too little evidence: {frauds} frauds in the period (at least {need} needed) cannot tell the two models apart. Promotion is not offered.",
     "champion.worse": "The challenger is worse than the champion on average precision or on recall at capacity: promotion is not offered.",
+    "champion.bands": "Bands: VERIFY from score {verify} (about {k} alerts a day on validation), BLOCK from {block} (precision ≥ {precision}); BLOCK rules first.",
+    "champion.capacity": "Reviews per day (VERIFY band)",
+    "champion.precision": "Precision to BLOCK",
 }
 
 ZH: dict[str, str] = {
@@ -104,4 +107,7 @@ ZH: dict[str, str] = {
     "champion.offer": "挑战者在两项指标上都不差于冠军：可以上线。",
     "champion.thin": "证据不足：该期间只有 {frauds} 笔欺诈（至少需要 {need} 笔），无法区分两个模型。不提供上线。",
     "champion.worse": "挑战者在平均精确率或每日审核召回率上不如冠军：不提供上线。",
+    "champion.bands": "决策区间：得分 ≥ {verify} 二次验证（验证期约每天 {k} 笔预警），≥ {block} 拦截（精确率 ≥ {precision}）；拦截规则优先。",
+    "champion.capacity": "每日审核量（二次验证区间）",
+    "champion.precision": "拦截所需精确率",
 }
