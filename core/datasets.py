@@ -69,6 +69,19 @@ def list_batches(store: Store, name: str) -> list[dict]:
     return rows
 
 
+def batch_period(store: Store, name: str, batch: int) -> tuple[str, str]:
+    """First and last day of a batch's transactions (batch 1 of a dataset never appended to is
+    all of it)."""
+    ds = get_dataset(store, name)
+    columns = {r[0] for r in store.rows(f"DESCRIBE {ds['table']}")}
+    where, params = ("WHERE batch = ?", [int(batch)]) if "batch" in columns else ("", [])
+    start, end = store.rows(f"SELECT CAST(min(timestamp) AS DATE), CAST(max(timestamp) AS DATE) FROM {ds['table']} "
+                            f"{where}", params)[0]
+    if start is None:
+        raise RiskdeskError(f"dataset {name!r} has no batch {batch}")
+    return str(start), str(end)
+
+
 def delete_newest_batch(store: Store, name: str, actor: str = "cli") -> dict:
     """Remove the newest batch: exactly its rows and rejects, the feature sets computed with
     them and the models' stored scores of those rows (review decisions stay: append-only)."""

@@ -296,3 +296,28 @@ def test_monitor_page_shows_drift_alerts_and_performance(trained_app, lang):
     assert len(drift) > 10 and list(drift["PSI"]) == sorted(drift["PSI"], reverse=True)
     at.selectbox(key="monitor_pick").set_value(drift.iloc[0, 0]).run()
     assert not at.exception, [e.value for e in at.exception]
+
+
+def test_scoring_the_newest_batch_opens_the_queue_on_its_alerts(home, tmp_path, small_demo_csv):
+    import pandas as pd
+    from core import champion, models
+    from core.datasets import get_dataset
+    from core.ingest import ingest
+    from core.store import open_store
+    store = open_store(home)
+    frame = pd.read_csv(small_demo_csv, dtype=str, keep_default_na=False).sort_values("trans_time", kind="stable")
+    frame.iloc[:2600].to_csv(tmp_path / "base.csv", index=False)
+    frame.iloc[2600:].to_csv(tmp_path / "new.csv", index=False)
+    ingest(store, tmp_path / "base.csv", "d")
+    model = models.train(store, "d", kinds=["default"], trials=1)["models"][0]["model_id"]
+    champion.promote(store, "d", model, "alice", "launch")
+    ingest(store, tmp_path / "new.csv", "d", append=True)
+    at = run_app("en")
+    ds_id = get_dataset(store, "d")["id"]
+    at.button(key=f"score_batch_{ds_id}").click().run()
+    finish_jobs(at)
+    assert not at.exception, [e.value for e in at.exception]
+    period = at.session_state[f"queue_period_{model}"]
+    assert str(period[0]) >= str(frame.iloc[2600]["trans_time"])[:10]
+    from core.i18n import t
+    assert at.session_state["queue_bands_en"] == [t("band.BLOCK"), t("band.VERIFY")]

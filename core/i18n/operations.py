@@ -55,6 +55,8 @@ EN: dict[str, str] = {
     "champion.bands": "Bands: VERIFY from score {verify} (about {k} alerts a day on validation), BLOCK from {block} (precision ≥ {precision}); BLOCK rules first.",
     "champion.capacity": "Reviews per day (VERIFY band)",
     "champion.precision": "Precision to BLOCK",
+    "data.batches.no_champion": "Promote a champion on the Compare page to score new batches with it.",
+    "data.batches.score": "Score batch {batch} with the champion ({model}) and open its alerts",
 }
 
 ZH: dict[str, str] = {
@@ -110,4 +112,6 @@ ZH: dict[str, str] = {
     "champion.bands": "决策区间：得分 ≥ {verify} 二次验证（验证期约每天 {k} 笔预警），≥ {block} 拦截（精确率 ≥ {precision}）；拦截规则优先。",
     "champion.capacity": "每日审核量（二次验证区间）",
     "champion.precision": "拦截所需精确率",
+    "data.batches.no_champion": "在“模型对比”页设定冠军模型后，即可用它为新批次评分。",
+    "data.batches.score": "用冠军模型（{model}）为批次 {batch} 评分并打开其预警",
 }
