@@ -30,10 +30,11 @@ def label_sql(dataset_id: int) -> tuple[str, list]:
             f"FROM ({latest_conclusive_sql()})) reviewed USING (transaction_id)", [dataset_id])
 
 
-def waiting_count(store: Store, dataset_id: int, since) -> int:
-    """Conclusive decisions recorded after `since` (a model's training time): labels the next
-    training will use that the model has not seen."""
+def waiting_count(store: Store, dataset_id: int, model_id: str) -> int:
+    """Conclusive decisions recorded after the model was registered: labels the next training
+    will use that the model has not seen."""
     return int(store.scalar(
         f"SELECT count(*) FROM ({latest_conclusive_sql()}) l WHERE l.transaction_id IN "
-        "(SELECT transaction_id FROM decisions WHERE dataset_id = ? AND decided_at > ?)",
-        [dataset_id, dataset_id, since]) or 0)
+        "(SELECT transaction_id FROM decisions WHERE dataset_id = ? AND decided_at > "
+        "(SELECT created_at FROM models WHERE model_id = ?))",
+        [dataset_id, dataset_id, model_id]) or 0)

@@ -17,7 +17,7 @@ st.caption(tr("queue.intro"))
 
 ds, model = dataset_and_model_or_stop()
 model_id = model["model_id"]
-waiting = labels.waiting_count(db, ds["id"], model["created_at"])
+waiting = labels.waiting_count(db, ds["id"], model_id)
 used = (model["params"] or {}).get("labels") or {}
 st.caption(tr("queue.feedback", waiting=f"{waiting:,}", decisions=f"{used.get('from_decisions', 0):,}",
               file=f"{used.get('from_file', 0):,}"))

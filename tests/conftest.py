@@ -9,6 +9,14 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RISKDESK_THREADS", "2")
 
 
+def run_cli(home, *args, timeout=600):
+    """`python -m core ARGS` on the workspace `home` in a fresh process (the real command line)."""
+    import subprocess
+    env = {**os.environ, "RISKDESK_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "core", *args], capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=timeout)
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """A fresh workspace directory, also set as RISKDESK_HOME for code that reads it."""

@@ -2,26 +2,17 @@
 roles, warnings and rejects, and then go through the default comparison on the command line.
 Bad input in those conventions gets one clear line and changes nothing."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT, db_fingerprint
+from conftest import db_fingerprint, run_cli
 from conventions import CONVENTIONS, paysim_like, ulb_like
 
 TRAINED = ("ieee_cis_like", "sparkov_like", "paysim_like", "ulb_like", "chinese_core_banking_like")
 
 
-def cli(home, *args, stdin=None):
-    env = {**os.environ, "RISKDESK_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "core", *args], capture_output=True, text=True, cwd=ROOT, env=env,
-                          timeout=600, input=stdin)
-
-
 def ingest_json(home, path, name, *args):
-    proc = cli(home, "ingest", str(path), "--dataset", name, *args, "--json")
+    proc = run_cli(home, "ingest", str(path), "--dataset", name, *args, "--json")
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -45,7 +36,7 @@ def test_default_comparison_runs_on_each_convention(tmp_path, convention):
     path = tmp_path / f"{convention}.csv"
     CONVENTIONS[convention](path)
     ingest_json(home, path, convention)
-    proc = cli(home, "train", "--dataset", convention, "--trials", "2", "--json")
+    proc = run_cli(home, "train", "--dataset", convention, "--trials", "2", "--json")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     kinds = {m["kind"] for m in result["models"]}
@@ -68,7 +59,7 @@ def test_the_same_file_always_gives_the_same_generated_ids(tmp_path):
     ingest_json(home, path, "b", "--replace")
     features = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
     for name, out in zip("ab", features):
-        assert cli(home, "features", "--dataset", name, "--out", str(out)).returncode == 0
+        assert run_cli(home, "features", "--dataset", name, "--out", str(out)).returncode == 0
     import pandas as pd
     ids = [pd.read_parquet(f)["transaction_id"].tolist() for f in features]
     assert ids[0] == ids[1]
@@ -83,7 +74,7 @@ def test_offsets_follow_the_given_origin(tmp_path):
     home = tmp_path / "ws"
     result = ingest_json(home, path, "ulb", "--time-unit", "s", "--time-origin", "2023-09-01 12:00:00")
     assert not any(w["code"] == "time_offset" and "default" in w["message"] for w in result["warnings"])
-    listed = json.loads(cli(home, "datasets", "--json").stdout)["datasets"][0]
+    listed = json.loads(run_cli(home, "datasets", "--json").stdout)["datasets"][0]
     assert listed["start"] == "2023-09-01 12:00:00"
     assert listed["reading"]["time_unit"] == "s"
 
@@ -128,7 +119,7 @@ def test_bad_input_in_a_convention_is_one_line_and_changes_nothing(tmp_path, mak
     before = db_fingerprint(home)
     path = tmp_path / "bad.csv"
     make(path)
-    proc = cli(home, "ingest", str(path), "--dataset", "bad", *args, "--json")
+    proc = run_cli(home, "ingest", str(path), "--dataset", "bad", *args, "--json")
     assert proc.returncode != 0 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr

@@ -80,7 +80,7 @@ def test_load_demo_and_upload_gbk(page):
                      "A1,C1,2024/01/05 13:22:01,\"1,234.50\",否\r\n"
                      "A2,C1,2024-01-06 09:00,abc,否\r\n"
                      "A3,C2,2024-01-07 10:00,12,是\r\n").encode("gbk"))
-    pg.locator('input[type="file"]').set_input_files(str(gbk))
+    pg.locator('input[type="file"]').first.set_input_files(str(gbk))
     pg.get_by_text("encoding gb18030").wait_for(timeout=30_000)
     pg.get_by_role("button", name="Load into the workspace").click()
     pg.get_by_text("Loaded 2 rows into “客户交易”, rejected 1.").wait_for(timeout=60_000)
@@ -184,7 +184,7 @@ DOCS = ROOT / "docs"
 
 def upload_and_load(pg, path, shot_prefix, lang):
     """Upload a file, check the suggested mapping is there without touching it, load it."""
-    pg.locator('input[type="file"]').set_input_files(str(path))
+    pg.locator('input[type="file"]').first.set_input_files(str(path))
     pg.get_by_text("Map columns to roles" if lang == "en" else "列映射").wait_for(timeout=60_000)
     settle(pg)
     pg.wait_for_timeout(2000)  # let the radio buttons and data grids draw

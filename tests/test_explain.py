@@ -226,7 +226,7 @@ def test_training_records_where_its_labels_came_from(tmp_path, small_demo_csv):
     model = result["models"][0]
     used = model["params"]["labels"]
     assert used["from_decisions"] == 3 and used["from_file"] == used["training_rows"] - 3
-    assert labels.waiting_count(store, 1, model["created_at"]) == 0
+    assert labels.waiting_count(store, 1, model["model_id"]) == 0
     cases.record(store, 1, early[0], "legitimate", "bob")
-    assert labels.waiting_count(store, 1, model["created_at"]) == 1
+    assert labels.waiting_count(store, 1, model["model_id"]) == 1
     store.close()

@@ -1,16 +1,12 @@
 """Monitoring: score PSI equals a hand computation; the command line's JSON contract; bad
 periods are one clear line."""
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import run_cli
 from core import monitor
-from core.errors import RiskdeskError
 
 
 def test_score_psi_matches_a_hand_computation(trained):
@@ -35,19 +31,13 @@ def test_score_psi_matches_a_hand_computation(trained):
     assert sum(a["transactions"] for a in report["alerts"]) == model["metrics"]["test"]["rows"]
 
 
-def cli(home, *args):
-    env = {**os.environ, "RISKDESK_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "core", *args], capture_output=True, text=True, cwd=ROOT, env=env,
-                          timeout=300)
-
-
 def test_monitor_command_line_contract(tmp_path, small_demo_csv):
     home = tmp_path / "ws"
-    assert cli(home, "ingest", str(small_demo_csv), "--dataset", "d").returncode == 0
-    trained = json.loads(cli(home, "train", "--dataset", "d", "--models", "default,rules", "--trials", "1",
+    assert run_cli(home, "ingest", str(small_demo_csv), "--dataset", "d").returncode == 0
+    trained = json.loads(run_cli(home, "train", "--dataset", "d", "--models", "default,rules", "--trials", "1",
                              "--json").stdout)
     model = next(m for m in trained["models"] if m["kind"] == "default")["model_id"]
-    proc = cli(home, "monitor", "--dataset", "d", "--model", model, "--start", "2024-04-01", "--end", "2024-04-30",
+    proc = run_cli(home, "monitor", "--dataset", "d", "--model", model, "--start", "2024-04-01", "--end", "2024-04-30",
                "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
@@ -55,15 +45,15 @@ def test_monitor_command_line_contract(tmp_path, small_demo_csv):
     assert out["current"] == {"start": "2024-04-01", "end": "2024-04-30"}
     assert out["reference"] == {"start": trained["split"]["train"][0], "end": trained["split"]["train"][1]}
     assert all(set(f) == {"feature", "psi", "band"} and f["band"] in ("stable", "watch", "shift") for f in out["features"])
-    given = json.loads(cli(home, "monitor", "--model", model, "--start", "2024-04-01", "--end", "2024-04-30",
+    given = json.loads(run_cli(home, "monitor", "--model", model, "--start", "2024-04-01", "--end", "2024-04-30",
                            "--reference-start", "2024-03-01", "--reference-end", "2024-03-31", "--json").stdout)
     assert given["reference"] == {"start": "2024-03-01", "end": "2024-03-31"}
     for args, words in ((["--start", "2024-04-30", "--end", "2024-04-01"], "ends before it starts"),
                         (["--start", "2024-04-01", "--end", "2024-04-30", "--reference-start", "2024-03-01"],
                          "give both --reference-start and --reference-end")):
-        proc = cli(home, "monitor", "--model", model, *args, "--json")
+        proc = run_cli(home, "monitor", "--model", model, *args, "--json")
         assert proc.returncode != 0 and proc.stdout == "" and words in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
     rules = next(m for m in trained["models"] if m["kind"] == "rules")["model_id"]
-    proc = cli(home, "monitor", "--model", rules, "--start", "2024-04-01", "--end", "2024-04-30")
+    proc = run_cli(home, "monitor", "--model", rules, "--start", "2024-04-01", "--end", "2024-04-30")
     assert proc.returncode != 0 and "scoring model" in proc.stderr
