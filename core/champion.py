@@ -185,10 +185,10 @@ def compare_with_champion(store: Store, dataset: str, challenger_id: str, start=
         if 0 < y[idx].sum() < len(idx):
             draws.append(measures(y[idx], a[idx], b[idx], block))
     draws = np.array(draws)
-    ci = lambda k: [float(v) for v in np.quantile(draws[:, k], [0.025, 0.975])] if len(draws) else [None, None]
     for k, name in enumerate(("average_precision", "capacity_recall")):
         out[f"{name}_difference"] = float(point[k])
-        out[f"{name}_difference_ci"] = ci(k)
+        out[f"{name}_difference_ci"] = ([float(v) for v in np.quantile(draws[:, k], [0.025, 0.975])]
+                                        if len(draws) else [None, None])
     out["champion_average_precision"] = metrics.average_precision(y, a)
     out["challenger_average_precision"] = metrics.average_precision(y, b)
     out["enough"] = frauds >= MIN_FRAUDS
