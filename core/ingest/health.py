@@ -109,21 +109,24 @@ def _extras_health(cur, table: str, mapping: dict, extras: list[dict], rows: int
     out = []
     if not extras:
         return out
-    stats = cur.execute("SELECT " + ", ".join(
-        f"approx_count_distinct({e['column']}), count({e['column']}), "
-        f"count(CASE WHEN contains(CAST({e['column']} AS VARCHAR), '@') THEN 1 END)" for e in extras)
-        + f" FROM {table}").fetchone()
+    def aggregates(e: dict) -> str:
+        c = e["column"]
+        integral = f"bool_and({c} = floor({c}))" if e["type"] == "DOUBLE" else "NULL"
+        return (f"approx_count_distinct({c}), count({c}), "
+                f"count(CASE WHEN contains(CAST({c} AS VARCHAR), '@') THEN 1 END), {integral}, "
+                f"CAST(any_value({c}) AS VARCHAR)")
+
+    # one scan of the table for every extra column, however wide the file
+    stats = cur.execute("SELECT " + ", ".join(aggregates(e) for e in extras) + f" FROM {table}").fetchone()
     for k, e in enumerate(extras):
-        distinct, present, emails = stats[3 * k], stats[3 * k + 1], stats[3 * k + 2]
+        distinct, present, emails, whole, example = stats[5 * k:5 * k + 5]
         e["distinct"] = int(distinct or 0)
         text = e["type"] == "VARCHAR"
-        integral = e["type"] in ("BIGINT", "INTEGER", "HUGEINT") or (
-            e["type"] == "DOUBLE" and cur.execute(f"SELECT bool_and({e['column']} = floor({e['column']})) "
-                                                 f"FROM {table}").fetchone()[0])
+        integral = e["type"] in ("BIGINT", "INTEGER", "HUGEINT") or bool(whole)
         why = None
         if present == 0 or distinct <= 1:
             why = "constant_column"
-            out.append(warning(why, e["source"], value=_first_value(cur, table, e["column"])))
+            out.append(warning(why, e["source"], value="" if example is None else example[:40]))
         elif text and (_is_personal(e["source"]) or emails > 0.5 * present):
             why = "personal_text"
             out.append(warning(why, e["source"]))
@@ -145,11 +148,6 @@ def _extras_health(cur, table: str, mapping: dict, extras: list[dict], rows: int
                 e["use"], e["why"] = False, "label_leak"
                 out.append(warning("label_leak", e["source"], auc=round(auc, 4)))
     return out
-
-
-def _first_value(cur, table: str, column: str) -> str:
-    value = cur.execute(f"SELECT any_value({column}) FROM {table}").fetchone()[0]
-    return "" if value is None else str(value)[:40]
 
 
 def _separation(cur, table: str, extra: dict) -> float | None:
