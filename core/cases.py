@@ -62,21 +62,31 @@ def revision(store: Store, dataset_id: int) -> int:
 
 
 def ensure_scored(store: Store, model_id: str, progress=None) -> None:
-    """Score every transaction of the model's dataset once (kept as part 'all' in model_scores)."""
+    """Keep a score of every transaction of the model's dataset (part 'all' in model_scores):
+    the first time all of them, after an append only the days holding new or recomputed rows."""
     from . import models
-    if is_scored(store, model_id):
-        return
+    from .features import build_features
     model = models.get_model(store, model_id)
-    frame = models.score(store, model_id, progress=progress)[["transaction_id", "score"]]
+    fs = build_features(store, models.model_dataset(store, model)["name"], models.feature_config(model))
+    unscored = (f"SELECT min(timestamp), max(timestamp), count(*) FROM {fs['table']} f WHERE NOT EXISTS "
+                f"(SELECT 1 FROM model_scores s WHERE s.model_id = ? AND s.part = 'all' "
+                f"AND s.transaction_id = CAST(f.transaction_id AS VARCHAR))")
+    first, last, missing = store.rows(unscored, [model_id])[0]
+    if not missing:
+        return
+    everything = missing == fs["rows"]
+    period = {} if everything else {"start": first.date(), "end": last.date()}
+    frame = models.score(store, model_id, progress=progress, **period)[["transaction_id", "score"]]
     frame["transaction_id"] = frame["transaction_id"].astype(str)
     with store.write() as cur:
-        if cur.execute("SELECT count(*) FROM model_scores WHERE model_id = ? AND part = 'all'", [model_id]).fetchall()[0][0]:
-            return
-        cur.register("all_scores", frame)
-        cur.execute("INSERT INTO model_scores SELECT ?, 'all', transaction_id, score FROM all_scores", [model_id])
-        cur.unregister("all_scores")
-        store.audit(cur, "riskdesk", "score_dataset", "model", model_id, {"rows": len(frame),
-                    "dataset": model["dataset_name"]}, model_id=model_id)
+        cur.register("new_scores", frame)
+        cur.execute("DELETE FROM model_scores WHERE model_id = ? AND part = 'all' AND transaction_id IN "
+                    "(SELECT transaction_id FROM new_scores)", [model_id])
+        cur.execute("INSERT INTO model_scores SELECT ?, 'all', transaction_id, score FROM new_scores", [model_id])
+        cur.unregister("new_scores")
+        store.audit(cur, "riskdesk", "score_dataset", "model", model_id,
+                    {"rows": len(frame), "dataset": model["dataset_name"], **{k: str(v) for k, v in period.items()}},
+                    model_id=model_id)
 
 
 def queue(store: Store, model_id: str, start=None, end=None, bands=None, rule: str | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from .errors import RiskdeskError
-from .ingest import describe_reason, drop_dataset_tables, drop_feature_sets, refresh_catalogue
+from .ingest import describe_reason, drop_dataset_tables, refresh_catalogue
 from .store import Store, quote_ident
 
 PUBLIC_FIELDS = ("id", "name", "rows", "rows_rejected", "start", "end", "fraud_rate", "labelled_rows",
@@ -83,8 +83,9 @@ def batch_period(store: Store, name: str, batch: int) -> tuple[str, str]:
 
 
 def delete_newest_batch(store: Store, name: str, actor: str = "cli") -> dict:
-    """Remove the newest batch: exactly its rows and rejects, the feature sets computed with
-    them and the models' stored scores of those rows (review decisions stay: append-only)."""
+    """Remove the newest batch: exactly its rows and rejects, their features and the models'
+    stored scores of them (review decisions stay: append-only). Features of later rows of
+    earlier batches that saw the batch are recomputed on next use."""
     ds = get_dataset(store, name)
     batches = list_batches(store, name)
     if len(batches) < 2:
@@ -95,11 +96,17 @@ def delete_newest_batch(store: Store, name: str, actor: str = "cli") -> dict:
         cur.execute(f"DELETE FROM model_scores WHERE model_id IN (SELECT model_id FROM models WHERE dataset_id = ?) "
                     f"AND transaction_id IN (SELECT CAST(transaction_id AS VARCHAR) FROM {table} WHERE batch = ?)",
                     [ds["id"], newest["batch"]])
-        removed = cur.execute(f"SELECT count(*) FROM {table} WHERE batch = ?", [newest["batch"]]).fetchone()[0]
+        removed, first = cur.execute(f"SELECT count(*), min(timestamp) FROM {table} WHERE batch = ?",
+                                     [newest["batch"]]).fetchone()
+        # feature sets lose the batch's rows now and recompute later rows it touched on next use
+        for (feat,) in cur.execute("SELECT table_name FROM feature_sets WHERE dataset_id = ?", [ds["id"]]).fetchall():
+            cur.execute(f"DELETE FROM {feat} WHERE transaction_id IN (SELECT transaction_id FROM {table} WHERE batch = ?)",
+                        [newest["batch"]])
+        cur.execute("UPDATE feature_sets SET stale_from = least(coalesce(stale_from, ?), ?), batch = least(batch, ?) "
+                    "WHERE dataset_id = ?", [first, first, newest["batch"] - 1, ds["id"]])
         cur.execute(f"DELETE FROM {table} WHERE batch = ?", [newest["batch"]])
         cur.execute("DELETE FROM rejects WHERE dataset_id = ? AND batch = ?", [ds["id"], newest["batch"]])
         cur.execute("DELETE FROM batches WHERE dataset_id = ? AND batch = ?", [ds["id"], newest["batch"]])
-        drop_feature_sets(cur, ds["id"])
         total = refresh_catalogue(cur, ds["id"], table)
         store.audit(cur, actor, "delete_batch", "dataset", ds["id"],
                     {"name": name, "batch": newest["batch"], "source": newest["source_name"], "rows": removed})

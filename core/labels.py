@@ -30,6 +30,21 @@ def label_sql(dataset_id: int) -> tuple[str, list]:
             f"FROM ({latest_conclusive_sql()})) reviewed USING (transaction_id)", [dataset_id])
 
 
+def known_labels_sql(table: str, dataset_id: int) -> str:
+    """A relation: the dataset's rows with `known_label`, the reviewed label where a conclusive
+    decision exists, else the file's label (what label-delayed features count)."""
+    return (f"(SELECT t.*, coalesce(r.reviewed_label, t.label) AS known_label FROM {table} t LEFT JOIN "
+            f"(SELECT transaction_id, CASE latest WHEN 'confirmed_fraud' THEN 1 ELSE 0 END AS reviewed_label "
+            f"FROM ({latest_conclusive_sql(str(int(dataset_id)))})) r "
+            f"ON r.transaction_id = CAST(t.transaction_id AS VARCHAR))")
+
+
+def newest_decision(store: Store, dataset_id: int) -> int:
+    """The id of the dataset's newest review decision (0 when none): a revision of its labels."""
+    return int(store.scalar("SELECT coalesce(max(decision_id), 0) FROM decisions WHERE dataset_id = ?",
+                            [dataset_id]))
+
+
 def waiting_count(store: Store, dataset_id: int, model_id: str) -> int:
     """Conclusive decisions recorded after the model was registered: labels the next training
     will use that the model has not seen."""

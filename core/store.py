@@ -171,6 +171,14 @@ MIGRATIONS: list[tuple[int, str]] = [
             block_threshold DOUBLE
         );
     """),
+    (8, """
+        -- Feature sets catch up with appended batches instead of being rebuilt: the newest
+        -- batch whose rows they hold, and the time from which rows must be recomputed.
+        ALTER TABLE feature_sets ADD COLUMN batch INTEGER DEFAULT 1;
+        ALTER TABLE feature_sets ADD COLUMN stale_from TIMESTAMP;
+        -- and the newest review decision whose label the label-delayed features have seen
+        ALTER TABLE feature_sets ADD COLUMN labels_seen BIGINT DEFAULT 0;
+    """),
 ]
 
 

@@ -254,9 +254,8 @@ def _mark_known_ids(cur, batch_table: str, dataset_table: str) -> None:
 
 def _append_rows(store: Store, cur, target: dict, table: str, info: SourceInfo, loaded: int, rejected: int,
                  warnings: list, actor: str, report: Progress) -> dict:
-    """Move a parsed batch into the dataset's table, record the batch, refresh the catalogue and
-    drop what was computed from the old rows only: the feature sets (rebuilt from all rows on
-    next use) and the models' scores of the whole dataset (the queue redoes them)."""
+    """Move a parsed batch into the dataset's table, record the batch and refresh the
+    catalogue. Feature sets catch up with the batch on their next use (core.features)."""
     extras = {e["column"]: e["type"] for e in target["extras"]}
     columns = [r[0] for r in cur.execute(f"DESCRIBE {target['table']}").fetchall()]
     select = []
@@ -275,10 +274,6 @@ def _append_rows(store: Store, cur, target: dict, table: str, info: SourceInfo, 
             select.append("CAST(? AS INTEGER) AS batch")
         cur.execute(f"INSERT INTO {target['table']} BY NAME SELECT {', '.join(select)} FROM {table}", [batch])
         total = refresh_catalogue(cur, target["id"], target["table"])
-        drop_feature_sets(cur, target["id"])
-        # the models' "score everything" sets lack the new rows: they are redone on next use
-        cur.execute("DELETE FROM model_scores WHERE part = 'all' AND model_id IN "
-                    "(SELECT model_id FROM models WHERE dataset_id = ?)", [target["id"]])
         cur.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [target["id"], batch, info.name, info.sha256, loaded, rejected, datetime.now(),
                      json.dumps(warnings, ensure_ascii=False, default=str)])
@@ -383,7 +378,7 @@ def drop_dataset_tables(cur, dataset_id: int, table_name: str) -> None:
     if not re.fullmatch(r"tx_\d+", table_name):
         raise RiskdeskError(f"refusing to drop unexpected table {table_name!r}")
     cur.execute(f"DROP TABLE IF EXISTS {table_name}")
-    drop_feature_sets(cur, dataset_id)
+    _drop_feature_sets(cur, dataset_id)
     cur.execute("DELETE FROM rejects WHERE dataset_id = ?", [dataset_id])
     cur.execute("DELETE FROM batches WHERE dataset_id = ?", [dataset_id])
     cur.execute("DELETE FROM datasets WHERE id = ?", [dataset_id])
@@ -400,7 +395,7 @@ def refresh_catalogue(cur, dataset_id: int, table: str) -> int:
     return rows
 
 
-def drop_feature_sets(cur, dataset_id: int) -> None:
+def _drop_feature_sets(cur, dataset_id: int) -> None:
     """Forget a dataset's materialised features (they are rebuilt on next use)."""
     for (feat,) in cur.execute("SELECT table_name FROM feature_sets WHERE dataset_id = ?", [dataset_id]).fetchall():
         if re.fullmatch(r"feat_\d+_[0-9a-f]+", feat):

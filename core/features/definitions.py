@@ -1,4 +1,5 @@
-"""Point-in-time features, computed in DuckDB SQL and materialised per dataset and version.
+"""What each feature means: its point-in-time SQL, written once, for the whole dataset or for
+the rows an appended batch can change.
 
 Rules (../shared/design.md, Correctness rules):
 * A transaction's features use only transactions at or before its time. Windows are time
@@ -10,29 +11,33 @@ Rules (../shared/design.md, Correctness rules):
 * Comparisons with the customer's own history exclude the transaction itself (and its
   same-time peers: ``EXCLUDE GROUP``).
 * Label-derived features use only labels of transactions in ``(t - delay - n, t - delay]``.
+  A transaction's known label is its latest conclusive review decision, else the file's label
+  (core.labels), so confirmed decisions reach these features, and only after the delay.
 
 Families are built only from the roles a dataset has (core.schema.FAMILY_NEEDS): without a
 customer id there are no per-customer windows, previous-transaction gaps or first-use flags.
 Extra columns become features unless the health check at load left them out (personal
 text, constants, row identifiers, leakage, too many categories).
+
+Incremental form. The same SQL runs over a context: the rows from `since` (the earliest time a
+recomputed row can look back to) plus, per customer, what happened before it, in carry-in
+columns (`_prior_count`, `_prior_last`, `_prior_block_count`, `_prior_seen_<role>`). A full
+build has NULL carry-ins, so both forms are one definition and give the same values.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from typing import Callable
+from datetime import datetime, timedelta
 
-from .datasets import get_dataset
-from .errors import RiskdeskError
-from .schema import missing_families
-from .store import Store
+from ..errors import RiskdeskError
+from ..schema import missing_families
+from ..store import Store, quote_ident
 
 # Bump when the SQL of a feature changes meaning, so stored feature sets are rebuilt.
-CODE_VERSION = 3
+CODE_VERSION = 4
 FAMILIES = ("amount", "time", "velocity", "novelty", "balance", "counterparty", "device", "categorical", "extras")
 KEY_COLUMNS = ("transaction_id", "timestamp", "customer_id", "amount", "label")
 MAX_EXTRA_CATEGORIES = 100
@@ -97,22 +102,62 @@ class Feature:
 
 
 @dataclass
-class _Builder:
+class Definition:
+    """A dataset's features: the columns, the named windows (with the role partitioning each
+    and how far back it looks, in seconds) and the carry-in columns the all-history features read."""
     features: list[Feature] = field(default_factory=list)
     windows: dict[str, str] = field(default_factory=dict)
+    reach: dict[str, tuple[str, int]] = field(default_factory=dict)     # window -> (key role, lookback)
+    carry: set[str] = field(default_factory=set)
 
-    def window(self, name: str, spec: str) -> str:
+    def window(self, name: str, spec: str, key: str, lookback: int = 0) -> str:
         self.windows[name] = spec
+        self.reach[name] = (key, lookback)
         return name
+
+    def range_window(self, name: str, key: str, seconds: int, exclude: str = "NO OTHERS", end_days: int = 0) -> str:
+        """Rows of the same `key` in (t - seconds, t - end_days]. RANGE frames are inclusive,
+        so the far end is pulled in by one microsecond."""
+        end = f"INTERVAL {int(end_days)} DAY PRECEDING" if end_days else "CURRENT ROW"
+        partition = key if key == "customer_id" else _entity(key)
+        spec = (f"PARTITION BY {partition} ORDER BY timestamp RANGE BETWEEN "
+                f"INTERVAL {int(seconds)} SECOND - INTERVAL 1 MICROSECOND PRECEDING AND {end} EXCLUDE {exclude}")
+        return self.window(name, spec, key, int(seconds))
 
     def add(self, *args, **kw) -> None:
         self.features.append(Feature(*args, **kw))
 
+    def carried(self, column: str) -> str:
+        """A carry-in column: what the customer did before the context (NULL in a full build)."""
+        self.carry.add(column)
+        return column
 
-def _range(partition: str, seconds: int, exclude: str = "NO OTHERS", end: str = "CURRENT ROW") -> str:
-    # (t - n, t]: RANGE frames are inclusive, so the far end is pulled in by one microsecond.
-    return (f"PARTITION BY {partition} ORDER BY timestamp RANGE BETWEEN "
-            f"INTERVAL {int(seconds)} SECOND - INTERVAL 1 MICROSECOND PRECEDING AND {end} EXCLUDE {exclude}")
+    def subset(self, features: list[Feature]) -> "Definition":
+        """The part of this definition that these features need."""
+        part = Definition(features=list(features))
+        for name, spec in self.windows.items():
+            if any(re.search(rf"\b{name}\b", f.sql) for f in features):
+                part.window(name, spec, *self.reach[name])
+        part.carry = {c for c in self.carry if any(c in f.sql for f in features)}
+        return part
+
+    @property
+    def keys(self) -> set[str]:
+        """Roles whose values partition a window (carry-ins are per customer)."""
+        return {key for key, _ in self.reach.values()} | ({"customer_id"} if self.carry else set())
+
+    @property
+    def lookback(self) -> int:
+        return max([seconds for _, seconds in self.reach.values()], default=0)
+
+    def groups(self) -> list["Definition"]:
+        """The features split by how far back and by which keys they look, so that each part
+        is recomputed over only the context it needs."""
+        by_reach: dict[tuple, list[Feature]] = {}
+        for f in self.features:
+            part = self.subset([f])
+            by_reach.setdefault((part.lookback, tuple(sorted(part.keys))), []).append(f)
+        return [self.subset(fs) for _, fs in sorted(by_reach.items())]
 
 
 def _entity(role: str) -> str:
@@ -129,11 +174,11 @@ ALWAYS_TIME = "uses only the transaction's own time"
 ALWAYS_TIME_ZH = "仅使用本笔交易的时间"
 
 
-def _standard(config: FeatureConfig, roles: set[str], extras: list[dict]) -> _Builder:
-    b = _Builder()
+def _standard(config: FeatureConfig, roles: set[str], extras: list[dict]) -> Definition:
+    b = Definition()
     fam = set(config.families) - {f["family"] for f in missing_families(roles)}
     has_customer = "customer_id" in roles
-    seq = b.window("w_seq", "PARTITION BY customer_id ORDER BY timestamp, transaction_id") if has_customer else ""
+    seq = b.window("w_seq", "PARTITION BY customer_id ORDER BY timestamp, transaction_id", "customer_id") if has_customer else ""
     if "amount" in fam:
         b.add("tx_amount", "amount", "amount", "Amount of this transaction", "本笔交易金额",
               "this transaction's own value", "本笔交易自身的取值")
@@ -149,7 +194,7 @@ def _standard(config: FeatureConfig, roles: set[str], extras: list[dict]) -> _Bu
               "In the last three days of the month", "是否月末最后三天", ALWAYS_TIME, ALWAYS_TIME_ZH)
     if "time" in fam and has_customer:
         b.add("secs_since_prev", "time",
-              f"epoch(timestamp) - epoch(lag(timestamp) OVER {seq})",
+              f"epoch(timestamp) - epoch(coalesce(lag(timestamp) OVER {seq}, {b.carried('_prior_last')}))",
               "Seconds since the customer's previous transaction", "距该客户上一笔交易的秒数",
               "previous transaction of the same customer (same-time ties ordered by id)",
               "同一客户的上一笔交易（同一时刻按流水号排序）")
@@ -157,7 +202,7 @@ def _standard(config: FeatureConfig, roles: set[str], extras: list[dict]) -> _Bu
         for w in config.windows:
             sec = _window_seconds(w)
             lab = _label(sec)
-            win = b.window(f"w_c_{lab}", _range("customer_id", sec))
+            win = b.range_window(f"w_c_{lab}", "customer_id", sec)
             rule = f"customer's transactions in ({lab} before, now], this one included"
             rule_zh = f"该客户在过去 {lab} 内（含本笔）的交易"
             b.add(f"cust_count_{lab}", "velocity", f"count(*) OVER {win}", f"Customer's transactions in the last {lab}",
@@ -168,7 +213,7 @@ def _standard(config: FeatureConfig, roles: set[str], extras: list[dict]) -> _Bu
                   f"客户近 {lab} 平均金额", rule, rule_zh)
             b.add(f"cust_max_{lab}", "velocity", f"max(amount) OVER {win}", f"Customer's largest amount in the last {lab}",
                   f"客户近 {lab} 最大金额", rule, rule_zh)
-        prev30 = b.window("w_c_prev30", _range("customer_id", 30 * 86400, exclude="GROUP"))
+        prev30 = b.range_window("w_c_prev30", "customer_id", 30 * 86400, exclude="GROUP")
         rule = "customer's transactions in the 30 days before, this one excluded"
         rule_zh = "该客户此前 30 天内的交易（不含本笔）"
         b.add("amount_to_mean_30d", "velocity", f"amount / NULLIF(avg(amount) OVER {prev30}, 0)",
@@ -178,14 +223,15 @@ def _standard(config: FeatureConfig, roles: set[str], extras: list[dict]) -> _Bu
               f"(amount - avg(amount) OVER {prev30}) / NULLIF(stddev_samp(amount) OVER {prev30}, 0)",
               "How many standard deviations the amount is above the customer's previous 30 days",
               "金额相对客户此前 30 天的标准分（z 值）", rule, rule_zh)
-        b.add("cust_prev_count", "velocity",
-              f"count(*) OVER ({seq} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)",
+        earlier = (f"(count(*) OVER ({seq} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) "
+                   f"+ coalesce({b.carried('_prior_count')}, 0))")
+        b.add("cust_prev_count", "velocity", earlier,
               "Customer's transactions before this one (all history)", "该客户此前的全部交易笔数",
               "all earlier transactions of the customer", "该客户所有更早的交易")
         b.add("hour_share", "velocity",
-              f"count(*) OVER (PARTITION BY customer_id, hour(timestamp) // 3 ORDER BY timestamp, transaction_id "
-              f"ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) / "
-              f"NULLIF(count(*) OVER ({seq} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)",
+              f"(count(*) OVER (PARTITION BY customer_id, hour(timestamp) // 3 ORDER BY timestamp, transaction_id "
+              f"ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) + coalesce({b.carried('_prior_block_count')}, 0)) / "
+              f"NULLIF({earlier}, 0)",
               "Share of the customer's earlier transactions in the same 3-hour block (low = unusual hour)",
               "客户以往交易中落在同一 3 小时时段的比例（低 = 不寻常的时段）",
               "all earlier transactions of the customer", "该客户所有更早的交易")
@@ -196,11 +242,11 @@ def _standard(config: FeatureConfig, roles: set[str], extras: list[dict]) -> _Bu
                 continue
             b.add(f"new_{short}", "novelty",
                   f"CASE WHEN {role} IS NULL THEN NULL ELSE CAST(row_number() OVER (PARTITION BY customer_id, {role} "
-                  f"ORDER BY timestamp, transaction_id) = 1 AS INTEGER) END",
+                  f"ORDER BY timestamp, transaction_id) = 1 AND {b.carried('_prior_seen_' + role)} IS NULL AS INTEGER) END",
                   f"First time the customer uses this {en}", f"客户首次使用该{zh}",
                   "all earlier transactions of the customer", "该客户所有更早的交易")
         if "device_id" in roles:
-            win = b.window("w_c_7d_dev", _range("customer_id", 7 * 86400))
+            win = b.range_window("w_c_7d_dev", "customer_id", 7 * 86400)
             b.add("cust_devices_7d", "novelty", f"count(DISTINCT device_id) OVER {win}",
                   "Distinct devices the customer used in the last 7 days", "客户近 7 天使用的不同设备数",
                   "customer's transactions in (7d before, now]", "该客户近 7 天（含本笔）的交易")
@@ -225,7 +271,7 @@ def _standard(config: FeatureConfig, roles: set[str], extras: list[dict]) -> _Bu
         for w in config.entity_windows:
             sec = _window_seconds(w)
             lab = _label(sec)
-            win = b.window(f"w_{short}_{lab}", _range(_entity(role), sec))
+            win = b.range_window(f"w_{short}_{lab}", role, sec)
             rule = f"this {en}'s transactions in ({lab} before, now], this one included"
             rule_zh = f"该{zh}在过去 {lab} 内（含本笔）的交易"
             b.add(f"{short}_count_{lab}", family, f"CASE WHEN {role} IS NOT NULL THEN count(*) OVER {win} END",
@@ -239,17 +285,16 @@ def _standard(config: FeatureConfig, roles: set[str], extras: list[dict]) -> _Bu
         if "label" in roles:
             d = config.delay_days
             for n in config.risk_windows:
-                win = b.window(f"w_{short}_risk_{n}", _range(_entity(role), (d + n) * 86400, exclude="NO OTHERS",
-                                                              end=f"INTERVAL {d} DAY PRECEDING"))
+                win = b.range_window(f"w_{short}_risk_{n}", role, (d + n) * 86400, end_days=d)
                 rule = (f"labels of this {en}'s transactions in ({d + n}d before, {d}d before]: only labels older "
                         f"than the {d}-day label delay")
                 rule_zh = f"该{zh}在 {d + n} 天前至 {d} 天前之间交易的标签（仅用超过 {d} 天标签延迟的标签）"
                 b.add(f"{short}_fraud_share_{n}d", family,
-                      f"CASE WHEN {role} IS NOT NULL THEN sum(label) OVER {win} / NULLIF(count(label) OVER {win}, 0) END",
+                      f"CASE WHEN {role} IS NOT NULL THEN sum(known_label) OVER {win} / NULLIF(count(known_label) OVER {win}, 0) END",
                       f"Fraud share of this {en}'s labelled transactions {n} days before the label delay",
                       f"该{zh}在标签延迟之前 {n} 天内已标注交易的欺诈占比", rule, rule_zh)
                 b.add(f"{short}_labelled_{n}d", family,
-                      f"CASE WHEN {role} IS NOT NULL THEN count(label) OVER {win} END",
+                      f"CASE WHEN {role} IS NOT NULL THEN count(known_label) OVER {win} END",
                       f"Labelled transactions of this {en} behind that share", f"上述占比所依据的已标注交易数",
                       rule, rule_zh)
     if "categorical" in fam:
@@ -275,38 +320,38 @@ def _standard(config: FeatureConfig, roles: set[str], extras: list[dict]) -> _Bu
     return b
 
 
-def _handbook(config: FeatureConfig, roles: set[str]) -> _Builder:
+def _handbook(config: FeatureConfig, roles: set[str]) -> Definition:
     """Le Borgne et al., Fraud Detection Handbook, 'Baseline feature transformation'."""
-    b = _Builder()
+    b = Definition()
     hb = "Fraud Detection Handbook baseline"
     b.add("TX_DURING_WEEKEND", "time", "CAST(isodow(timestamp) >= 6 AS INTEGER)", "Weekend (handbook)",
           "周末（手册）", ALWAYS_TIME, ALWAYS_TIME_ZH)
     b.add("TX_DURING_NIGHT", "time", "CAST(hour(timestamp) <= 6 AS INTEGER)", "Night: hour ≤ 6 (handbook)",
           "夜间：小时 ≤ 6（手册）", ALWAYS_TIME, ALWAYS_TIME_ZH)
     for n in (1, 7, 30) if "customer_id" in roles else ():
-        win = b.window(f"w_c_{n}", _range("customer_id", n * 86400))
+        win = b.range_window(f"w_c_{n}", "customer_id", n * 86400)
         rule, rule_zh = f"customer's transactions in (t − {n} days, t] ({hb})", f"客户在 (t − {n} 天, t] 内的交易"
         b.add(f"CUSTOMER_ID_NB_TX_{n}DAY_WINDOW", "velocity", f"count(*) OVER {win}",
               f"Customer's transactions in {n} days (handbook)", f"客户 {n} 天交易笔数（手册）", rule, rule_zh)
         b.add(f"CUSTOMER_ID_AVG_AMOUNT_{n}DAY_WINDOW", "velocity", f"avg(amount) OVER {win}",
               f"Customer's mean amount in {n} days (handbook)", f"客户 {n} 天平均金额（手册）", rule, rule_zh)
     if "counterparty_id" in roles and "label" in roles:
-        d = 7
+        d = config.delay_days
         for n in (1, 7, 30):
-            win = b.window(f"w_t_{n}", _range(_entity("counterparty_id"), (d + n) * 86400, exclude="NO OTHERS",
-                                              end=f"INTERVAL {d} DAY PRECEDING"))
+            win = b.range_window(f"w_t_{n}", "counterparty_id", (d + n) * 86400, end_days=d)
             rule = f"terminal's transactions in (t − {d + n} days, t − {d} days] ({hb})"
             rule_zh = f"终端在 (t − {d + n} 天, t − {d} 天] 内的交易"
             b.add(f"TERMINAL_ID_NB_TX_{n}DAY_WINDOW", "counterparty", f"count(*) OVER {win}",
                   f"Terminal's transactions in the {n}-day window before the delay (handbook)",
                   f"终端在延迟期前 {n} 天的交易笔数（手册）", rule, rule_zh)
             b.add(f"TERMINAL_ID_RISK_{n}DAY_WINDOW", "counterparty",
-                  f"coalesce(sum(label) OVER {win} / NULLIF(count(*) OVER {win}, 0), 0)",
+                  f"coalesce(sum(known_label) OVER {win} / NULLIF(count(*) OVER {win}, 0), 0)",
                   f"Terminal's fraud share in that window (handbook)", f"终端在该窗口的欺诈占比（手册）", rule, rule_zh)
     return b
 
 
-def _builder(config: FeatureConfig, ds: dict, store: Store) -> _Builder:
+def definition(config: FeatureConfig, ds: dict, store: Store) -> Definition:
+    """The features a dataset gets from this configuration (its roles and usable extras)."""
     roles = set(ds["mapping"])
     if config.name == "handbook":
         return _handbook(config, roles)
@@ -319,103 +364,77 @@ def _builder(config: FeatureConfig, ds: dict, store: Store) -> _Builder:
     return _standard(config, roles, extras)
 
 
-def feature_sql(store: Store, ds: dict, config: FeatureConfig) -> tuple[str, list[Feature]]:
-    """The one SELECT that computes every feature of a dataset (transaction order)."""
-    b = _builder(config, ds, store)
-    if not b.features:
-        raise RiskdeskError(f"dataset {ds['name']!r} has no roles for the chosen feature families")
-    cols = ", ".join(f"{f.sql} AS {_q(f.name)}" for f in b.features)
-    windows = ", ".join(f"{name} AS ({spec})" for name, spec in b.windows.items())
-    sql = (f"SELECT {', '.join(KEY_COLUMNS)}, {cols} FROM {ds['table']}"
-           + (f" WINDOW {windows}" if windows else "") + " ORDER BY timestamp, transaction_id")
-    return sql, b.features
+CARRY_TYPES = {"_prior_count": "BIGINT", "_prior_last": "TIMESTAMP", "_prior_block_count": "BIGINT"}
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def _select(d: Definition, source: str, keys=KEY_COLUMNS) -> str:
+    cols = ", ".join(f"{f.sql} AS {quote_ident(f.name)}" for f in d.features)
+    windows = ", ".join(f"{name} AS ({spec})" for name, spec in d.windows.items())
+    return f"SELECT {', '.join(keys)}, {cols} FROM {source}" + (f" WINDOW {windows}" if windows else "")
 
 
-def _table_name(dataset_id: int, version: str) -> str:
-    return f"feat_{int(dataset_id)}_{version}"
+def feature_sql(table: str, d: Definition, recompute_from: datetime | None = None, only: str = "TRUE",
+                known_labels: str | None = None) -> str:
+    """The one SELECT that computes the features (transaction order) of the rows of `table`:
+    of every row, or only of the rows at or after `recompute_from` that also meet `only`.
+    Those are computed per group of features that look equally far back (Definition.groups),
+    each over the context it can see, and joined. `known_labels` is the table's rows with a
+    `known_label` column (core.labels); without it the file's labels are the known ones."""
+    known_labels = known_labels or f"(SELECT *, label AS known_label FROM {table})"
+
+    def rows(part: Definition) -> str:
+        return known_labels if any("known_label" in f.sql for f in part.features) else table
+
+    if recompute_from is None:
+        nulls = "".join(f", NULL::{CARRY_TYPES.get(c, 'INTEGER')} AS {c}" for c in sorted(d.carry))
+        return _select(d, f"(SELECT *{nulls} FROM {rows(d)})") + " ORDER BY timestamp, transaction_id"
+    start = f"TIMESTAMP '{recompute_from.isoformat(sep=' ')}'"
+    ctes = [f"_changed AS (SELECT * FROM {table} WHERE timestamp >= {start} AND ({only}))"]
+    source = {}
+    for n, group in enumerate(d.groups()):
+        ctes += _context(rows(group), group, recompute_from, only, f"_g{n}")
+        ctes.append(f"_g{n} AS (SELECT * EXCLUDE (timestamp) FROM ({_select(group, f'_g{n}_src', ('transaction_id', 'timestamp'))}) "
+                    f"WHERE timestamp >= {start})")
+        source.update({f.name: f"_g{n}" for f in group.features})
+    cols = ", ".join(f"{source[f.name]}.{quote_ident(f.name)}" for f in d.features)
+    joins = " ".join(f"JOIN {g} USING (transaction_id)" for g in dict.fromkeys(source.values()))
+    return (f"WITH {', '.join(ctes)} SELECT {', '.join('_changed.' + k for k in KEY_COLUMNS)}, {cols} "
+            f"FROM _changed {joins} ORDER BY timestamp, transaction_id")
 
 
-def build_features(store: Store, dataset: str, config: FeatureConfig | None = None,
-                   progress: Callable[[float, str], None] | None = None, rebuild: bool = False) -> dict:
-    """Materialise a dataset's features (or reuse the stored ones). Returns the feature set
-    entry: dataset, version, table, rows, seconds and the catalogue."""
-    config = config or FeatureConfig()
-    report = progress or (lambda f, m: None)
-    ds = get_dataset(store, dataset)
-    version = config.version
-    existing = store.dicts("SELECT * FROM feature_sets WHERE dataset_id = ? AND version = ?", [ds["id"], version])
-    if existing and not rebuild:
-        return _public(existing[0], ds)
-    report(0.05, "computing features")
-    sql, features = feature_sql(store, ds, config)
-    table = _table_name(ds["id"], version)
-    start = time.perf_counter()
-    cur = store.cursor()
-    try:
-        cur.execute(f"DROP TABLE IF EXISTS {table}_new")
-        cur.execute(f"CREATE TABLE {table}_new AS {sql}")
-        seconds = time.perf_counter() - start
-        rows = cur.execute(f"SELECT count(*) FROM {table}_new").fetchone()[0]
-        report(0.9, "storing")
-        with store.write(cur):
-            cur.execute(f"DROP TABLE IF EXISTS {table}")
-            cur.execute(f"ALTER TABLE {table}_new RENAME TO {table}")
-            cur.execute("DELETE FROM feature_sets WHERE dataset_id = ? AND version = ?", [ds["id"], version])
-            cur.execute("INSERT INTO feature_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [ds["id"], version, config.name, json.dumps(asdict(config)), table,
-                         json.dumps([f.public() for f in features], ensure_ascii=False), rows, seconds,
-                         datetime.now()])
-    except BaseException:
-        try:
-            cur.execute(f"DROP TABLE IF EXISTS {table}_new")
-        except Exception:
-            pass
-        raise
-    finally:
-        cur.close()
-    report(1.0, "done")
-    return _public(store.dicts("SELECT * FROM feature_sets WHERE dataset_id = ? AND version = ?",
-                               [ds["id"], version])[0], ds)
-
-
-def _public(row: dict, ds: dict) -> dict:
-    return {"dataset": ds["name"], "dataset_id": ds["id"], "version": row["version"], "name": row["name"],
-            "table": row["table_name"], "rows": row["rows"], "seconds": row["seconds"],
-            "config": json.loads(row["config"]), "catalogue": json.loads(row["catalogue"]),
-            "created_at": row["created_at"]}
-
-
-def unavailable_families(ds: dict) -> list[dict]:
-    """Feature families this dataset cannot have, with the roles each needs (for the UI)."""
-    return missing_families(ds["mapping"])
-
-
-def is_built(store: Store, dataset_id: int, config: FeatureConfig) -> bool:
-    """Whether this feature set is already materialised for the dataset."""
-    return bool(store.scalar("SELECT count(*) FROM feature_sets WHERE dataset_id = ? AND version = ?",
-                             [dataset_id, config.version]))
-
-
-def feature_names(fs: dict, kind: str | None = None) -> list[str]:
-    return [f["name"] for f in fs["catalogue"] if kind is None or f["kind"] == kind]
-
-
-def export_features(store: Store, fs: dict, out) -> dict:
-    """Write transaction_id and one column per feature to Parquet."""
-    from pathlib import Path
-    out = Path(out)
-    if out.suffix.lower() != ".parquet":
-        raise RiskdeskError(f"{out.name}: --out must end in .parquet")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cols = ", ".join(["transaction_id"] + [_q(n) for n in feature_names(fs)])
-    cur = store.cursor()
-    try:
-        cur.execute(f"COPY (SELECT {cols} FROM {fs['table']} ORDER BY timestamp, transaction_id) TO "
-                    f"'{str(out).replace(chr(39), chr(39) * 2)}' (FORMAT parquet)")
-    finally:
-        cur.close()
-    return {"out": str(out), "rows": fs["rows"], "features": len(fs["catalogue"])}
+def _context(table: str, d: Definition, recompute_from: datetime, only: str, name: str) -> list[str]:
+    """CTEs ending in `{name}_src`: the rows that the `_changed` rows can see through these
+    features' windows (the same keys, within the lookback), with each customer's earlier
+    history in carry-in columns."""
+    since = f"TIMESTAMP '{(recompute_from - timedelta(seconds=d.lookback)).isoformat(sep=' ')}'"
+    shared = [f"{k} IN (SELECT {k} FROM _changed)" for k in sorted(d.keys)]
+    if "customer_id" in d.keys:     # rows without a customer share one partition
+        shared.append("customer_id IS NULL AND EXISTS (SELECT 1 FROM _changed WHERE customer_id IS NULL)")
+    reach = " OR ".join(f"({c})" for c in shared) or "FALSE"
+    ctx, prior = f"{name}_ctx", f"{name}_prior"
+    start = f"TIMESTAMP '{recompute_from.isoformat(sep=' ')}'"
+    ctes = [f"{ctx} AS (SELECT * FROM {table} WHERE (timestamp >= {start} AND ({only})) "
+            f"OR (timestamp >= {since} AND ({reach})))"]
+    joins, carried = [], []
+    if d.carry:
+        ctes.append(f"{prior} AS (SELECT * FROM {table} WHERE timestamp < {since} AND "
+                    f"(customer_id IN (SELECT customer_id FROM _changed) OR customer_id IS NULL))")
+    if {"_prior_count", "_prior_last"} & d.carry:
+        ctes.append(f"{name}_pc AS (SELECT customer_id AS _k, count(*) AS _prior_count, max(timestamp) AS _prior_last "
+                    f"FROM {prior} GROUP BY ALL)")
+        joins.append(f"LEFT JOIN {name}_pc ON {name}_pc._k IS NOT DISTINCT FROM {ctx}.customer_id")
+        carried += [f"{name}_pc._prior_count", f"{name}_pc._prior_last"]
+    if "_prior_block_count" in d.carry:
+        ctes.append(f"{name}_pb AS (SELECT customer_id AS _k, hour(timestamp) // 3 AS _b, "
+                    f"count(*) AS _prior_block_count FROM {prior} GROUP BY ALL)")
+        joins.append(f"LEFT JOIN {name}_pb ON {name}_pb._k IS NOT DISTINCT FROM {ctx}.customer_id "
+                     f"AND {name}_pb._b = hour({ctx}.timestamp) // 3")
+        carried.append(f"{name}_pb._prior_block_count")
+    for n, column in enumerate(sorted(c for c in d.carry if c.startswith("_prior_seen_"))):
+        role, seen = column.removeprefix("_prior_seen_"), f"{name}_ps{n}"
+        ctes.append(f"{seen} AS (SELECT DISTINCT customer_id AS _k, {role} AS _v, 1 AS {column} FROM {prior} "
+                    f"WHERE {role} IS NOT NULL)")
+        joins.append(f"LEFT JOIN {seen} ON {seen}._k IS NOT DISTINCT FROM {ctx}.customer_id AND {seen}._v = {ctx}.{role}")
+        carried.append(f"{seen}.{column}")
+    ctes.append(f"{name}_src AS (SELECT {ctx}.*{''.join(', ' + c for c in carried)} FROM {ctx} {' '.join(joins)})")
+    return ctes
