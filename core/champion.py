@@ -198,3 +198,38 @@ def compare_with_champion(store: Store, dataset: str, challenger_id: str, start=
                      f"only {frauds} frauds in the period: too few to tell the models apart" if not out["enough"]
                      else "worse than the champion on average precision or recall at capacity")
     return out
+
+
+def retrain_challenger(store: Store, dataset: str, actor: str, trials: int = 20, capacity_k: int | None = None,
+                       progress=None) -> dict:
+    """Train a challenger of the champion's kind and features on the newest labelled data (the
+    file's labels, overridden by conclusive review decisions; days without labels left out),
+    then compare it with the champion on the challenger's test period, the latest labelled one.
+    Returns {"challenger": registry entry, "verdict": compare_with_champion(...)}."""
+    from . import models
+    from .features import build_features
+    report = progress or (lambda f, m: None)
+    current = champion(store, dataset)
+    if current is None:
+        raise RiskdeskError(f"dataset {dataset!r} has no champion to challenge; promote one first")
+    config = models.feature_config(current)
+    fs = build_features(store, dataset, config, progress=lambda f, m: report(0.05 * f, m))
+    split = models.labelled_split(store, fs)
+    params = current.get("params") or {}
+    result = models.train(store, dataset, [current["kind"]], trials=trials, split=split, actor=actor,
+                          imbalance=params.get("imbalance", "search") if params.get("imbalance") in models.IMBALANCE
+                          else "search", feature_config=config,
+                          progress=lambda f, m: report(0.05 + 0.85 * f, m))
+    if not result["models"]:
+        raise RiskdeskError(f"no {current['kind']} model could be trained on the labelled data")
+    challenger = result["models"][0]
+    report(0.92, "comparing with the champion")
+    k = capacity_k or (bands(store, dataset) or {}).get("capacity_k") or 50
+    verdict = compare_with_champion(store, dataset, challenger["model_id"], *split.test, capacity_k=int(k))
+    with store.write() as cur:
+        store.audit(cur, actor, "retrain_challenger", "dataset", get_dataset(store, dataset)["id"],
+                    {"champion": current["model_id"], "challenger": challenger["model_id"],
+                     "split": split.public(), "offer": verdict["offer"], "labels": challenger["params"].get("labels")},
+                    model_id=challenger["model_id"])
+    report(1.0, "done")
+    return {"challenger": challenger, "verdict": verdict}

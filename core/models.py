@@ -64,6 +64,18 @@ def _days(store: Store, fs: dict) -> list[date]:
     return [r[0] for r in store.rows(f"SELECT DISTINCT CAST(timestamp AS DATE) FROM {fs['table']} ORDER BY 1")]
 
 
+def labelled_split(store: Store, fs: dict) -> Split:
+    """The default out-of-time split over the days that have labels (the file's, or conclusive
+    review decisions): batches that arrived without labels do not count as test days."""
+    join, params = label_sql(fs["dataset_id"])
+    days = [r[0] for r in store.rows(f"SELECT DISTINCT CAST(timestamp AS DATE) FROM {fs['table']} {join} "
+                                     f"WHERE coalesce(reviewed_label, label) IS NOT NULL ORDER BY 1", params)]
+    if len(days) < 5:
+        raise RiskdeskError(f"only {len(days)} day{'s' if len(days) != 1 else ''} have labels; retraining needs at least 5")
+    a, b = int(round(len(days) * 0.6)), int(round(len(days) * 0.8))
+    return make_split(store, fs, _d(days[0]), _d(days[a - 1]), _d(days[b]), _d(days[-1]), _d(days[a]), _d(days[b - 1]))
+
+
 def _d(value) -> str:
     return value if isinstance(value, str) else value.isoformat()
 
@@ -109,8 +121,10 @@ def _check_split(store: Store, fs: dict, split: Split) -> None:
             raise RiskdeskError(f"{name} dates must look like 2024-01-31 (got {start} .. {end})") from None
         if e < s:
             raise RiskdeskError(f"the {name} period ends before it starts ({start} .. {end})")
-        n, frauds = store.rows(f"SELECT count(label), coalesce(sum(label), 0) FROM {fs['table']} "
-                               f"WHERE CAST(timestamp AS DATE) BETWEEN ? AND ?", [start, end])[0]
+        join, params = label_sql(fs["dataset_id"])
+        n, frauds = store.rows(f"SELECT count(known), coalesce(sum(known), 0) FROM (SELECT coalesce(reviewed_label, "
+                               f"label) AS known, timestamp FROM {fs['table']} {join}) "
+                               f"WHERE CAST(timestamp AS DATE) BETWEEN ? AND ?", [*params, start, end])[0]
         if n == 0:
             raise RiskdeskError(f"the {name} period {start} .. {end} has no labelled transactions")
         if frauds == 0:

@@ -148,6 +148,34 @@ def show_verdict(v: dict) -> None:
         st.warning(tr("champion.worse"))
 
 
+def retrain_challenger(ds: dict, current: dict, capacity: int) -> None:
+    """One click: a challenger of the champion's kind on the newest labelled data, compared with
+    the champion; it becomes the picked model, so promotion follows the verdict."""
+    state_key = f"challenger_job_{ds['id']}"
+    if st.button(tr("champion.retrain"), help=tr("champion.retrain_help"), key="champion_retrain"):
+        st.session_state[state_key + "_requested"] = True
+    if not st.session_state.get(state_key + "_requested"):
+        return
+    finished = run_job(state_key, f"challenger:{ds['id']}", tr("champion.retraining", model=current["model_id"]),
+                       lambda progress: champion_mod.retrain_challenger(db, ds["name"], reviewer() or "app",
+                                                                         capacity_k=capacity, progress=progress))
+    if finished is None:
+        return
+    st.session_state.pop(state_key + "_requested", None)
+    if finished.status == "failed":
+        st.error(tr("common.error", error=finished.error))
+        return
+    challenger = finished.result["challenger"]
+    split, labels = challenger["split"], challenger["params"].get("labels") or {}
+    st.session_state["challenger_note"] = tr(
+        "champion.retrained", model=challenger["model_id"], train=" – ".join(split["train"]),
+        test=" – ".join(split["test"]), labels=f"{labels.get('training_rows', 0):,}",
+        decisions=f"{labels.get('from_decisions', 0):,}")
+    st.session_state["challenger_verdict"] = finished.result["verdict"]
+    st.session_state["champion_pick_next"] = challenger["model_id"]     # the picker exists already in this run
+    st.rerun()
+
+
 def champion_panel(ds: dict, registry: list[dict]) -> None:
     """The dataset's champion: who promoted which model and why; promote another or roll back."""
     st.subheader(tr("champion.header"))
@@ -163,12 +191,16 @@ def champion_panel(ds: dict, registry: list[dict]) -> None:
         st.info(tr("champion.need_name"))
     c1, c2 = st.columns([2, 3])
     ids = [m["model_id"] for m in registry if m["kind"] != "rules"]
+    if st.session_state.get("champion_pick_next") in ids:
+        st.session_state["champion_pick"] = st.session_state.pop("champion_pick_next")
     pick = c1.selectbox(tr("champion.model"), ids, key="champion_pick")
     reason = c2.text_input(tr("champion.reason"), key="champion_reason", max_chars=500)
     c1, c2 = st.columns(2)
     capacity = c1.number_input(tr("champion.capacity"), 1, 1_000_000, 50, key="champion_capacity")
     precision = c2.number_input(tr("champion.precision"), 0.05, 1.0, 0.9, 0.05, key="champion_precision")
     allowed = current is None
+    if current is not None:
+        retrain_challenger(ds, current, int(capacity))
     if current is not None and pick and pick != current["model_id"]:
         verdict = st.session_state.get("challenger_verdict")
         if st.button(tr("champion.compare"), key="champion_compare"):
@@ -180,6 +212,8 @@ def champion_panel(ds: dict, registry: list[dict]) -> None:
                     verdict = None
             st.session_state["challenger_verdict"] = verdict
         if verdict and verdict["challenger"] == pick and verdict["champion"] == current["model_id"]:
+            if st.session_state.get("challenger_note"):
+                st.caption(st.session_state["challenger_note"])
             show_verdict(verdict)
             allowed = verdict["offer"]
     b1, b2 = st.columns(2)

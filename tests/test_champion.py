@@ -112,3 +112,36 @@ def test_champion_bands_come_from_capacity_and_precision(medium):
     assert per_day == pytest.approx(20, abs=1)
     with pytest.raises(RiskdeskError, match="precision target"):
         champion.derive_bands(store, ids["default"], 20, 1.5)
+
+
+def test_retraining_a_challenger_uses_review_decisions_and_compares_on_the_latest_labelled_days(
+        tmp_path, small_demo_csv):
+    import pandas as pd
+    from core import cases
+    from core.datasets import get_dataset
+    store = Store(tmp_path / "ws")
+    frame = pd.read_csv(small_demo_csv, dtype=str, keep_default_na=False).sort_values("trans_time", kind="stable")
+    cut = int(len(frame) * 0.8)
+    frame.iloc[:cut].to_csv(tmp_path / "a.csv", index=False)
+    unlabelled = frame.iloc[cut:].assign(label="")           # a new batch arrives without labels
+    unlabelled.to_csv(tmp_path / "b.csv", index=False)
+    ingest(store, tmp_path / "a.csv", "d")
+    first = models.train(store, "d", kinds=["default"], trials=1)["models"][0]
+    champion.promote(store, "d", first["model_id"], "alice", "first model")
+    ingest(store, tmp_path / "b.csv", "d", append=True)
+    ds = get_dataset(store, "d")
+    new = frame.iloc[cut:]
+    decided = new[(new["label"] == "1") | (new.index % 20 == 0)]     # reviewers decide alerts and a sample
+    for _, row in decided.iterrows():
+        cases.record(store, ds["id"], row["trans_id"], "confirmed_fraud" if row["label"] == "1" else "legitimate",
+                     "bob")
+    out = champion.retrain_challenger(store, "d", "carol", trials=1)
+    challenger, verdict = out["challenger"], out["verdict"]
+    assert challenger["kind"] == "default" and challenger["model_id"] != first["model_id"]
+    assert challenger["split"]["test"][1] == decided["trans_time"].max()[:10]    # the newest labelled day
+    assert verdict["champion"] == first["model_id"] and verdict["challenger"] == challenger["model_id"]
+    assert verdict["period"] == {"start": challenger["split"]["test"][0], "end": challenger["split"]["test"][1]}
+    assert verdict["offer"] is False or verdict["enough"] is True        # never offered on thin evidence
+    audit = store.rows("SELECT actor, model_id FROM audit_log WHERE action = 'retrain_challenger'")
+    assert audit == [("carol", challenger["model_id"])]
+    store.close()

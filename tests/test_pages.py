@@ -281,6 +281,14 @@ def test_promote_a_champion_from_the_registry_tab(home, small_demo_csv):
     assert not at.exception, [e.value for e in at.exception]
     assert any("Too little evidence" in w.value for w in at.warning)
     assert at.button(key="champion_promote").disabled
+    at.button(key="champion_retrain").click().run()
+    finish_jobs(at)
+    assert not at.exception, [e.value for e in at.exception]
+    challenger = models.list_models(store, "d")[0]
+    assert challenger["kind"] == "default" and challenger["model_id"] not in (default, tuned)
+    assert at.selectbox(key="champion_pick").value == challenger["model_id"]
+    assert any(f"Challenger {challenger['model_id']} trained on" in c.value for c in at.caption)
+    assert any("Too little evidence" in w.value for w in at.warning)        # the small demo is thin
     fresh = run_app("en", "pages/queue.py")        # a new session opens the queue on the champion
     assert fresh.session_state["active_model"] == default
 

@@ -55,6 +55,10 @@ EN: dict[str, str] = {
     "champion.bands": "Bands: VERIFY from score {verify} (about {k} alerts a day on validation), BLOCK from {block} (precision ≥ {precision}); BLOCK rules first.",
     "champion.capacity": "Reviews per day (VERIFY band)",
     "champion.precision": "Precision to BLOCK",
+    "champion.retrain": "Retrain challenger",
+    "champion.retrain_help": "Trains a model of the champion's kind on the newest labelled data (the file's labels, overridden by confirmed review decisions; days without labels left out) and compares it with the champion on the latest labelled period.",
+    "champion.retraining": "Retraining a challenger of {model} on the newest labelled data",
+    "champion.retrained": "Challenger {model} trained on {train} ({labels} labels, {decisions} from review decisions); tested on {test}.",
     "data.batches.no_champion": "Promote a champion on the Compare page to score new batches with it.",
     "data.batches.score": "Score batch {batch} with the champion ({model}) and open its alerts",
 }
@@ -112,6 +116,10 @@ ZH: dict[str, str] = {
     "champion.bands": "决策区间：得分 ≥ {verify} 二次验证（验证期约每天 {k} 笔预警），≥ {block} 拦截（精确率 ≥ {precision}）；拦截规则优先。",
     "champion.capacity": "每日审核量（二次验证区间）",
     "champion.precision": "拦截所需精确率",
+    "champion.retrain": "重新训练挑战者",
+    "champion.retrain_help": "用最新的已标注数据（文件标签，由已确认的审核决策覆盖；无标签的日期不计）训练一个与冠军同类的模型，并在最近的已标注期间与冠军对比。",
+    "champion.retraining": "正在用最新已标注数据重新训练 {model} 的挑战者",
+    "champion.retrained": "挑战者 {model} 训练期 {train}（{labels} 个标签，其中 {decisions} 个来自审核决策）；测试期 {test}。",
     "data.batches.no_champion": "在“模型对比”页设定冠军模型后，即可用它为新批次评分。",
     "data.batches.score": "用冠军模型（{model}）为批次 {batch} 评分并打开其预警",
 }
