@@ -2,6 +2,8 @@
 and the progress panel for background jobs. UI only; all logic lives in core."""
 from __future__ import annotations
 
+from datetime import date
+
 import streamlit as st
 
 from core import jobs
@@ -215,3 +217,33 @@ def dataset_and_model_or_stop() -> tuple[dict, dict]:
         st.stop()
     st.caption(tr("case.page_caption", model=model["model_id"], kind=tr(f"kind.{model['kind']}"), dataset=ds["name"]))
     return ds, model
+
+
+def score_newest_batch(ds: dict) -> None:
+    """Score the newest batch with the champion, then open the review queue on its alerts."""
+    from core import cases
+    from core.champion import champion
+    from core.datasets import batch_period, list_batches
+    db = store()
+    current = champion(db, ds["name"])
+    if current is None:
+        st.caption(tr("data.batches.no_champion"))
+        return
+    newest = list_batches(db, ds["name"])[-1]["batch"]
+    if st.button(tr("data.batches.score", batch=newest, model=current["model_id"]), key=f"score_batch_{ds['id']}"):
+        st.session_state[f"score_batch_requested_{ds['id']}"] = True
+    if st.session_state.get(f"score_batch_requested_{ds['id']}"):
+        finished = run_job(f"score_batch_job_{ds['id']}", f"score:{current['model_id']}",
+                           tr("queue.scoring", model=current["model_id"]),
+                           lambda progress: cases.ensure_scored(db, current["model_id"], progress))
+        if finished is None:
+            return
+        st.session_state.pop(f"score_batch_requested_{ds['id']}", None)
+        if finished.status == "failed":
+            st.error(tr("common.error", error=finished.error))
+            return
+        start, end = batch_period(db, ds["name"], newest)
+        st.session_state["model_request"] = current["model_id"]
+        st.session_state[f"queue_period_{current['model_id']}"] = (date.fromisoformat(start), date.fromisoformat(end))
+        st.session_state[f"queue_bands_{lang()}"] = [tr("band.BLOCK"), tr("band.VERIFY")]
+        st.switch_page("pages/queue.py")

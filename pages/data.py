@@ -3,14 +3,12 @@ mapping (with how sure and why), how times are read, data health and a parse pre
 reject and health report; the dataset catalogue with paginated rows, health, rejects, mapping,
 batches (add the next, score it with the champion, take back the newest) and deletion."""
 import math
-from datetime import date
 
 import streamlit as st
 
-from core import cases, jobs
-from core.champion import champion
+from core import jobs
 from core.config import UPLOAD_LIMIT_MB
-from core.datasets import (batch_period, delete_dataset, delete_newest_batch, get_dataset, list_batches,
+from core.datasets import (delete_dataset, delete_newest_batch, get_dataset, list_batches,
                            list_datasets, page_rows, rejects_frame)
 from core.errors import RiskdeskError
 from core.export import safe_csv_bytes
@@ -21,7 +19,7 @@ from core.ingest import (DEFAULT_TIME_ORIGIN, ENCODING_CHOICES, ENCODING_NAMES, 
 from core.ingest.health import before_load
 from core.sample import load_demo
 from core.schema import REQUIRED_ROLES, ROLES
-from ui import job_progress, lang, run_job, select_dataset, store, tr
+from ui import job_progress, lang, score_newest_batch, select_dataset, store, tr
 
 db = store()
 actor = st.session_state.get("reviewer") or "app"
@@ -73,32 +71,6 @@ def batches_panel(ds: dict) -> None:
             removed = delete_newest_batch(db, ds["name"], actor)
             st.toast(tr("data.batches.deleted", batch=removed["batch"], rows=f"{removed['rows_removed']:,}"))
             st.rerun()
-
-
-def score_newest_batch(ds: dict) -> None:
-    """Score the newest batch with the champion, then open the review queue on its alerts."""
-    current = champion(db, ds["name"])
-    if current is None:
-        st.caption(tr("data.batches.no_champion"))
-        return
-    newest = list_batches(db, ds["name"])[-1]["batch"]
-    if st.button(tr("data.batches.score", batch=newest, model=current["model_id"]), key=f"score_batch_{ds['id']}"):
-        st.session_state[f"score_batch_requested_{ds['id']}"] = True
-    if st.session_state.get(f"score_batch_requested_{ds['id']}"):
-        finished = run_job(f"score_batch_job_{ds['id']}", f"score:{current['model_id']}",
-                           tr("queue.scoring", model=current["model_id"]),
-                           lambda progress: cases.ensure_scored(db, current["model_id"], progress))
-        if finished is None:
-            return
-        st.session_state.pop(f"score_batch_requested_{ds['id']}", None)
-        if finished.status == "failed":
-            st.error(tr("common.error", error=finished.error))
-            return
-        start, end = batch_period(db, ds["name"], newest)
-        st.session_state["model_request"] = current["model_id"]
-        st.session_state[f"queue_period_{current['model_id']}"] = (date.fromisoformat(start), date.fromisoformat(end))
-        st.session_state[f"queue_bands_{lang()}"] = [tr("band.BLOCK"), tr("band.VERIFY")]
-        st.switch_page("pages/queue.py")
 
 
 def show_reject_summary(dataset_id: int, key: str) -> None:

@@ -8,12 +8,13 @@ import streamlit as st
 
 from core import monitor, plots
 from core.errors import RiskdeskError
-from ui import dataset_and_model_or_stop, lang, run_job, store, tr
+from ui import dataset_and_model_or_stop, lang, run_job, score_newest_batch, store, tr
 
 db = store()
 st.title(tr("monitor.title"))
 st.caption(tr("monitor.intro"))
 ds, model = dataset_and_model_or_stop()
+score_newest_batch(ds)
 
 first, last = date.fromisoformat(ds["start"][:10]), date.fromisoformat(ds["end"][:10])
 train = [date.fromisoformat(d) for d in model["split"]["train"]]

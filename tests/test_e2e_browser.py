@@ -248,3 +248,93 @@ def test_public_conventions_map_themselves_load_and_train(page):
     train_from_compare(pg, "zh")
     settle(pg)
     pg.screenshot(path=str(SHOTS / "sparkov_compare_zh.png"), full_page=True)
+
+
+@pytest.fixture
+def champion_server(tmp_path):
+    """The demo's first three months loaded, a default model promoted to champion, and April as
+    an unlabelled next batch whose amounts tripled (so that the Monitor page has drift to show)."""
+    import pandas as pd
+    from core import champion, models
+    from core.ingest import ingest
+    from core.store import Store
+    frame = pd.read_csv(ROOT / "sample_data" / "demo_transactions.csv", dtype=str, keep_default_na=False)
+    base, april = frame[frame["trans_time"] < "2024-04-01"], frame[frame["trans_time"] >= "2024-04-01"]
+    base.to_csv(tmp_path / "jan_mar.csv", index=False)
+    april.assign(amount=(april["amount"].astype(float) * 3).round(2).astype(str), label="").to_csv(
+        tmp_path / "april.csv", index=False)
+    store = Store(tmp_path / "ws")
+    ingest(store, tmp_path / "jan_mar.csv", "bank")
+    model = models.train(store, "bank", kinds=["default"])["models"][0]
+    champion.promote(store, "bank", model["model_id"], "alice", "first model in production")
+    store.close()
+    yield from _serve(tmp_path)
+
+
+def test_the_daily_loop_append_score_monitor_decide_and_retrain(champion_server):
+    """Append a batch, score it with the champion, see the drift on the Monitor page, open an
+    alert, record a decision, retrain a challenger and compare it with the champion."""
+    from playwright.sync_api import sync_playwright
+    url, tmp = champion_server
+    SHOTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1400})
+        pg.goto(url)
+        sidebar = pg.locator('section[data-testid="stSidebar"]')
+        name = sidebar.get_by_label("Your name", exact=True)
+        name.wait_for(timeout=60_000)
+        name.fill("bob")
+        name.press("Enter")
+        settle(pg)
+        pg.get_by_role("tab", name="Batches").click()
+        pg.locator('input[type="file"]').last.set_input_files(str(tmp / "april.csv"))
+        pg.get_by_role("button", name="Add the batch").click()
+        pg.get_by_text("Batch 2: loaded").wait_for(timeout=120_000)
+        settle(pg)
+
+        # score the new batch with the champion: the queue opens on its alerts
+        pg.get_by_role("button", name="Score batch 2 with the champion").click()
+        pg.get_by_role("heading", name="Review queue").wait_for(timeout=180_000)
+        settle(pg, 120_000)
+        pg.get_by_text("Open a transaction").wait_for(timeout=60_000)
+        pg.wait_for_timeout(1500)
+        pg.screenshot(path=str(SHOTS / "loop_queue_en.png"), full_page=True)
+        pg.locator('[data-testid="stBaseButton-primary"]', has_text="Open").click()
+        pg.get_by_text("Why this score").first.wait_for(timeout=120_000)
+        pg.get_by_text("Confirmed fraud", exact=True).click()
+        pg.get_by_role("button", name="Record decision").click()
+        pg.get_by_text("Decision #1 recorded.").wait_for(timeout=60_000)
+
+        # the Monitor page: April against the champion's training period
+        sidebar.get_by_role("link", name="Monitor").click()
+        pg.get_by_text("Score PSI").wait_for(timeout=180_000)
+        settle(pg, 120_000)
+        pg.wait_for_timeout(2000)
+        body = pg.locator("body").inner_text()
+        shifted = int(body.split("Features that shifted (PSI ≥ 0.25)")[1].split()[0])
+        assert shifted > 0, body[:2000]
+        assert "tx_amount" in body
+        pg.screenshot(path=str(DOCS / "screenshot-monitor-en.png"), full_page=True)
+
+        # retrain a challenger on the newest labelled data and compare it with the champion
+        sidebar.get_by_role("link", name="Compare models").click()
+        pg.get_by_role("tab", name="Model registry").click()
+        pg.get_by_role("button", name="Retrain challenger").click()
+        pg.get_by_text("trained on").first.wait_for(timeout=300_000)
+        settle(pg)
+        body = pg.locator("body").inner_text()
+        assert "1 from review decisions" in body or "from review decisions" in body
+        assert ("it can be promoted" in body or "Too little evidence" in body or "is worse than the champion" in body)
+        pg.wait_for_timeout(1500)
+        pg.screenshot(path=str(SHOTS / "loop_challenger_en.png"), full_page=True)
+
+        # the Monitor page in Chinese, for the README
+        sidebar.locator('[data-testid="stSelectbox"]').first.click()
+        pg.get_by_role("option", name="简体中文").click()
+        sidebar.get_by_role("link", name="监控").click()
+        pg.get_by_text("得分 PSI").wait_for(timeout=180_000)
+        settle(pg, 120_000)
+        pg.wait_for_timeout(2000)
+        pg.screenshot(path=str(DOCS / "screenshot-monitor-zh.png"), full_page=True)
+        browser.close()
