@@ -215,11 +215,10 @@ def retrain_challenger(store: Store, dataset: str, actor: str, trials: int = 20,
     config = models.feature_config(current)
     fs = build_features(store, dataset, config, progress=lambda f, m: report(0.05 * f, m))
     split = models.labelled_split(store, fs)
-    params = current.get("params") or {}
+    imbalance = (current.get("params") or {}).get("imbalance")      # the strategy the champion settled on
     result = models.train(store, dataset, [current["kind"]], trials=trials, split=split, actor=actor,
-                          imbalance=params.get("imbalance", "search") if params.get("imbalance") in models.IMBALANCE
-                          else "search", feature_config=config,
-                          progress=lambda f, m: report(0.05 + 0.85 * f, m))
+                          imbalance=imbalance if imbalance in models.IMBALANCE else "search",
+                          feature_config=config, progress=lambda f, m: report(0.05 + 0.85 * f, m))
     if not result["models"]:
         raise RiskdeskError(f"no {current['kind']} model could be trained on the labelled data")
     challenger = result["models"][0]
