@@ -205,6 +205,54 @@ def cmd_demo(args) -> dict:
     return result
 
 
+def cmd_users(args) -> dict:
+    from . import people
+    from .errors import RiskdeskError
+    from .store import open_store
+
+    store = open_store()
+    if args.action == "add":
+        if not args.name or not args.role:
+            raise RiskdeskError("users add needs NAME and --role analyst|auditor|admin")
+        password = None
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        user = people.add_user(store, args.name, args.role, password, actor="cli")
+        return {"user": user, "_text": f"added {user['name']} ({user['role']}, "
+                                       f"{'local password' if user['local'] else 'identity provider only'})"}
+    if args.action == "remove":
+        if not args.name:
+            raise RiskdeskError("users remove needs NAME")
+        result = people.remove_user(store, args.name, actor="cli")
+        return {**result, "_text": f"removed {args.name}; their API keys no longer work"}
+    items = people.list_users(store)
+    return {"users": items, "_text": "\n".join(f"{u['name']:<24} {u['role']:<8} "
+                                               f"{'local' if u['local'] else 'identity provider'}" for u in items)
+            or "no users"}
+
+
+def cmd_apikey(args) -> dict:
+    from . import people
+    from .errors import RiskdeskError
+    from .store import open_store
+
+    store = open_store()
+    if args.action == "create":
+        if not args.user:
+            raise RiskdeskError("apikey create needs --user NAME")
+        made = people.create_key(store, args.user, actor="cli")
+        return {**made, "_text": f"{made['key']}\n(shown once: store it now; revoke with "
+                                 f"`python -m core apikey revoke {made['key_id']}`)"}
+    if args.action == "revoke":
+        if not args.key_id:
+            raise RiskdeskError("apikey revoke needs the key id (its first 8 characters after rdk_)")
+        return {**people.revoke_key(store, args.key_id, actor="cli"), "_text": f"revoked {args.key_id}"}
+    items = people.list_keys(store, args.user)
+    return {"keys": items, "_text": "\n".join(
+        f"{k['key_id']}  {k['user']:<24} created {str(k['created_at'])[:19]}"
+        + (f"  revoked {str(k['revoked_at'])[:19]}" if k["revoked_at"] else "") for k in items) or "no API keys"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m core", description="riskdesk command line (see ../shared/design.md)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -293,6 +341,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capacity", type=int, default=50, help="alerts the team can review per day")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_monitor)
+
+    p = sub.add_parser("users", help="local accounts and roles: add, list, remove")
+    p.add_argument("action", choices=["add", "list", "remove"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--role", choices=["analyst", "auditor", "admin"])
+    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_users)
+
+    p = sub.add_parser("apikey", help="API keys: create (shown once), list, revoke")
+    p.add_argument("action", choices=["create", "list", "revoke"])
+    p.add_argument("key_id", nargs="?")
+    p.add_argument("--user")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_apikey)
 
     p = sub.add_parser("demo", help="load the shipped demo data unless it is already loaded")
     p.add_argument("--json", action="store_true")

@@ -179,6 +179,28 @@ MIGRATIONS: list[tuple[int, str]] = [
         -- and the newest review decision whose label the label-delayed features have seen
         ALTER TABLE feature_sets ADD COLUMN labels_seen BIGINT DEFAULT 0;
     """),
+    (9, """
+        -- People (local accounts; OIDC users are added on first sign-in without a password),
+        -- their API keys (only a SHA-256 of each key is kept) and failed sign-ins (throttling).
+        CREATE TABLE users (
+            name VARCHAR NOT NULL,
+            role VARCHAR NOT NULL,
+            password_hash VARCHAR,           -- Argon2id; NULL for identity-provider accounts
+            created_at TIMESTAMP NOT NULL,
+            removed_at TIMESTAMP
+        );
+        CREATE TABLE api_keys (
+            key_id VARCHAR NOT NULL,         -- the key's first characters, for lists and revocation
+            user_name VARCHAR NOT NULL,
+            key_sha256 VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            revoked_at TIMESTAMP
+        );
+        CREATE TABLE sign_in_failures (
+            user_name VARCHAR NOT NULL,
+            failed_at TIMESTAMP NOT NULL
+        );
+    """),
 ]
 
 
