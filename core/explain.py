@@ -62,7 +62,9 @@ def load(store: Store, model_id: str, dataset: str | None = None) -> Loaded:
         hit = _cache.get(key)
         if hit is not None:
             _cache.move_to_end(key)
-            return hit
+    if hit is not None:     # the feature set catches up with batches and decisions since (cheap when level)
+        hit.fs = build_features(store, hit.ds["name"], models.feature_config(hit.model))
+        return hit
     model = models.get_model(store, model_id)
     if model["kind"] not in EXPLAINABLE and model["kind"] != "rules":
         raise RiskdeskError(f"model {model_id} ({model['kind']}) cannot be explained")
@@ -290,8 +292,7 @@ def explain(store: Store, model_id: str, transaction_id: str, dataset: str | Non
     else:
         X, raw = feature_rows(store, lm, [transaction_id])
         values, base, margin = contributions(lm, X)
-        contribs = sorted(({"feature": n, "value": _plain(raw.iloc[0][n]), "shap": float(v)}
-                           for n, v in zip(lm.names, values[0])), key=lambda c: -abs(c["shap"]))
+        contribs = ranked_contributions(lm.names, values[0], raw.iloc[0])
         score = float(probability(margin)[0])
         fired = rules_fired(store, lm, transaction_id, rules_now)
         out.update(score=score, margin=float(margin[0]), base_value=base, contributions=contribs,
@@ -302,6 +303,12 @@ def explain(store: Store, model_id: str, transaction_id: str, dataset: str | Non
     if with_history:
         out["history"] = history(store, lm.ds, tx)
     return out
+
+
+def ranked_contributions(names: list[str], shap_row, raw_row) -> list[dict]:
+    """One row's contributions, largest |SHAP| first: feature, raw value, shap."""
+    return sorted(({"feature": n, "value": _plain(raw_row[n]), "shap": float(v)} for n, v in zip(names, shap_row)),
+                  key=lambda c: -abs(c["shap"]))
 
 
 def _plain(value):

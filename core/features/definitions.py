@@ -374,11 +374,12 @@ def _select(d: Definition, source: str, keys=KEY_COLUMNS) -> str:
 
 
 def feature_sql(table: str, d: Definition, recompute_from: datetime | None = None, only: str = "TRUE",
-                known_labels: str | None = None) -> str:
+                known_labels: str | None = None, grouped: bool = True) -> str:
     """The one SELECT that computes the features (transaction order) of the rows of `table`:
     of every row, or only of the rows at or after `recompute_from` that also meet `only`.
     Those are computed per group of features that look equally far back (Definition.groups),
-    each over the context it can see, and joined. `known_labels` is the table's rows with a
+    each over the context it can see, and joined (with `grouped` off, in one query over the
+    widest context: cheaper for a handful of rows). `known_labels` is the table's rows with a
     `known_label` column (core.labels); without it the file's labels are the known ones."""
     known_labels = known_labels or f"(SELECT *, label AS known_label FROM {table})"
 
@@ -391,7 +392,7 @@ def feature_sql(table: str, d: Definition, recompute_from: datetime | None = Non
     start = f"TIMESTAMP '{recompute_from.isoformat(sep=' ')}'"
     ctes = [f"_changed AS (SELECT * FROM {table} WHERE timestamp >= {start} AND ({only}))"]
     source = {}
-    for n, group in enumerate(d.groups()):
+    for n, group in enumerate(d.groups() if grouped else [d]):
         ctes += _context(rows(group), group, recompute_from, only, f"_g{n}")
         ctes.append(f"_g{n} AS (SELECT * EXCLUDE (timestamp) FROM ({_select(group, f'_g{n}_src', ('transaction_id', 'timestamp'))}) "
                     f"WHERE timestamp >= {start})")
@@ -413,8 +414,9 @@ def _context(table: str, d: Definition, recompute_from: datetime, only: str, nam
     reach = " OR ".join(f"({c})" for c in shared) or "FALSE"
     ctx, prior = f"{name}_ctx", f"{name}_prior"
     start = f"TIMESTAMP '{recompute_from.isoformat(sep=' ')}'"
-    ctes = [f"{ctx} AS (SELECT * FROM {table} WHERE (timestamp >= {start} AND ({only})) "
-            f"OR (timestamp >= {since} AND ({reach})))"]
+    # the leading `timestamp >= since` (implied by both branches) lets DuckDB skip older row groups
+    ctes = [f"{ctx} AS (SELECT * FROM {table} WHERE timestamp >= {since} AND ((timestamp >= {start} AND ({only})) "
+            f"OR ({reach})))"]
     joins, carried = [], []
     if d.carry:
         ctes.append(f"{prior} AS (SELECT * FROM {table} WHERE timestamp < {since} AND "
