@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .errors import RiskdeskError
+from .errors import NotFound, RiskdeskError
 from .ingest import describe_reason, drop_dataset_tables, refresh_catalogue
 from .store import Store, quote_ident
 
@@ -43,7 +43,7 @@ def get_dataset(store: Store, name_or_id: str | int) -> dict:
     if not rows:
         names = [d["name"] for d in store.dicts("SELECT name FROM datasets ORDER BY name")]
         hint = f" (datasets: {', '.join(names[:10])})" if names else " (the workspace has no datasets)"
-        raise RiskdeskError(f"no dataset {name_or_id!r}{hint}")
+        raise NotFound(f"no dataset {name_or_id!r}{hint}")
     return _row_to_public(rows[0])
 
 

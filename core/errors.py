@@ -6,3 +6,7 @@ class RiskdeskError(Exception):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))
+
+
+class NotFound(RiskdeskError):
+    """The named dataset, model, transaction or user does not exist (HTTP 404)."""

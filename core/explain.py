@@ -16,7 +16,7 @@ import numpy as np
 
 from . import metrics, models
 from . import rules as rules_mod
-from .errors import RiskdeskError
+from .errors import NotFound, RiskdeskError
 from .features import build_features, feature_names
 from .i18n import t
 from .store import Store, quote_ident
@@ -102,7 +102,7 @@ def feature_rows(store: Store, lm: Loaded, ids: list[str]):
     frame = frame.set_index("transaction_id")
     missing = [i for i in ids if str(i) not in frame.index]
     if missing:
-        raise RiskdeskError(f"no transaction {missing[0]!r} in dataset {lm.ds['name']!r}")
+        raise NotFound(f"no transaction {missing[0]!r} in dataset {lm.ds['name']!r}")
     frame = frame.loc[[str(i) for i in ids]]
     raw = frame.copy()
     X = frame.reset_index(drop=True)
@@ -238,7 +238,7 @@ def transaction(store: Store, ds: dict, transaction_id: str) -> dict:
     rows = store.dicts(f"SELECT * FROM {quote_ident(ds['table'])} WHERE CAST(transaction_id AS VARCHAR) = ?",
                        [str(transaction_id)])
     if not rows:
-        raise RiskdeskError(f"no transaction {transaction_id!r} in dataset {ds['name']!r}")
+        raise NotFound(f"no transaction {transaction_id!r} in dataset {ds['name']!r}")
     row = rows[0]
     row.pop("source_row", None)
     # extra columns under the names the file gave them (x_3 -> "V4"), never hiding a role
@@ -312,7 +312,7 @@ def ranked_contributions(names: list[str], shap_row, raw_row) -> list[dict]:
 
 
 def _plain(value):
-    if value is None:
+    if value is None or type(value).__name__ == "NAType":     # pandas' missing value
         return None
     if isinstance(value, (np.integer,)):
         return int(value)

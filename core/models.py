@@ -27,7 +27,7 @@ import numpy as np
 
 from . import config, metrics, rules as rules_mod
 from .datasets import get_dataset
-from .errors import RiskdeskError
+from .errors import NotFound, RiskdeskError
 from .features import FeatureConfig, build_features, feature_names
 from .labels import label_sql
 from .store import Store, quote_ident
@@ -670,7 +670,7 @@ def model_dataset(store: Store, model: dict, dataset: str | None = None) -> dict
 def get_model(store: Store, model_id: str) -> dict:
     rows = store.dicts("SELECT * FROM models WHERE model_id = ?", [model_id])
     if not rows:
-        raise RiskdeskError(f"no model {model_id!r}")
+        raise NotFound(f"no model {model_id!r}")
     return _public(rows[0])
 
 
