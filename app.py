@@ -1,13 +1,11 @@
 """riskdesk: the Streamlit entry point (navigation and sidebar state)."""
 import streamlit as st
 
-from ui import dataset_picker, language_picker, model_picker, reviewer_box, tr
+from ui import current_user, dataset_picker, language_picker, model_picker, sign_in_gate, signed_in_box, tr
 
 st.set_page_config(page_title="riskdesk", page_icon=":material/shield:", layout="wide")
 
 language_picker()
-st.sidebar.title(tr("app.title"))
-st.sidebar.caption(tr("app.tagline"))
 
 pages = [
     st.Page("pages/data.py", title=tr("nav.data"), icon=":material/database:", url_path="data", default=True),
@@ -18,7 +16,11 @@ pages = [
     st.Page("pages/queue.py", title=tr("nav.queue"), icon=":material/checklist:", url_path="queue"),
     st.Page("pages/case.py", title=tr("nav.case"), icon=":material/search:", url_path="case"),
 ]
-navigation = st.navigation(pages)
+# the page is resolved before signing in, so that a deep link (/compare) opens after it
+navigation = st.navigation(pages, position="sidebar" if current_user() else "hidden")
+sign_in_gate()
+st.sidebar.title(tr("app.title"))
+st.sidebar.caption(tr("app.tagline"))
+signed_in_box()
 model_picker(dataset_picker())
-reviewer_box()
 navigation.run()

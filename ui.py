@@ -2,7 +2,7 @@
 and the progress panel for background jobs. UI only; all logic lives in core."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, timedelta
 
 import streamlit as st
 
@@ -156,16 +156,121 @@ def unavailable_families_note(ds: dict) -> None:
                roles=tr("features.or").join(role_name(r, lang()) for r in m["needs"])) for m in missing)))
 
 
+SESSION_HOURS = 8
+
+
+def _oidc_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except Exception:           # no secrets file at all
+        return False
+
+
+def current_user() -> dict | None:
+    """The signed-in person {"name", "role"}, or None."""
+    return st.session_state.get("user")
+
+
 def reviewer() -> str:
-    """The name the user entered in the sidebar (required before anything is recorded)."""
-    return (st.session_state.get("reviewer") or st.session_state.get("reviewer_name") or "").strip()
+    """The signed-in person's name: every recorded action carries it."""
+    user = current_user()
+    return user["name"] if user else ""
 
 
-def reviewer_box() -> None:
-    if "reviewer" not in st.session_state and st.session_state.get("reviewer_name"):
-        st.session_state["reviewer"] = st.session_state["reviewer_name"]
-    st.sidebar.text_input(tr("sidebar.reviewer"), key="reviewer", max_chars=80, help=tr("sidebar.reviewer_help"))
-    st.session_state["reviewer_name"] = st.session_state["reviewer"]
+def allowed(action: str) -> bool:
+    """Whether the signed-in person's role allows the action (core.people.PERMISSIONS)."""
+    from core.people import can
+    user = current_user()
+    return bool(user) and can(user["role"], action)
+
+
+def not_allowed_note(action: str) -> None:
+    user = current_user() or {"role": "?"}
+    st.info(tr("auth.not_allowed", role=tr(f"person_role.{user['role']}"), action=tr(f"action.{action}")))
+
+
+def _start_session(user: dict) -> None:
+    st.session_state["user"] = {"name": user["name"], "role": user["role"], "since": datetime.now()}
+
+
+def sign_in_gate() -> dict:
+    """Signed-in users only: the identity provider (st.login, OpenID Connect) when
+    .streamlit/secrets.toml configures one, else local accounts with Argon2 passwords. Stops
+    the page until someone is signed in; sessions expire after SESSION_HOURS."""
+    from core import people
+    db = store()
+    user = current_user()
+    if user is not None:
+        account = people.get_user(db, user["name"])
+        if account is None or datetime.now() - user["since"] > timedelta(hours=SESSION_HOURS):
+            st.session_state.pop("user", None)
+            if account is not None:
+                st.session_state["auth_message"] = tr("auth.expired", hours=SESSION_HOURS)
+        else:
+            user["role"] = account["role"]          # a changed role applies at once
+            return user
+    st.title(tr("auth.title"))
+    st.caption(tr("auth.intro"))
+    if st.session_state.get("auth_message"):
+        st.warning(st.session_state.pop("auth_message"))
+    if _oidc_configured():
+        if not st.user.is_logged_in:
+            st.button(tr("auth.oidc_sign_in"), on_click=st.login, type="primary")
+            st.stop()
+        name = st.user.get("email") or st.user.get("name") or ""
+        account = people.get_user(db, name)
+        if account is None:
+            st.error(tr("auth.unknown_oidc", name=name))
+            st.button(tr("auth.sign_out"), on_click=st.logout)
+            st.stop()
+        _start_session(account)
+        st.rerun()
+    if not people.list_users(db):
+        _first_admin_form(db)
+        st.stop()
+    with st.form("sign_in"):
+        name = st.text_input(tr("auth.name"), max_chars=64, key="auth_name")
+        password = st.text_input(tr("auth.password"), type="password", max_chars=200, key="auth_password")
+        if st.form_submit_button(tr("auth.sign_in"), type="primary"):
+            st.session_state.pop("auth_password", None)      # never kept for the next person at this screen
+            try:
+                _start_session(people.sign_in(db, name, password))
+                st.rerun()
+            except people.NotSignedIn as exc:
+                st.error(str(exc))
+    st.stop()
+
+
+def _first_admin_form(db) -> None:
+    from core import people
+    from core.errors import RiskdeskError
+    st.subheader(tr("auth.first_title"))
+    st.caption(tr("auth.first_intro"))
+    with st.form("first_admin"):
+        name = st.text_input(tr("auth.name"), max_chars=64, key="first_name")
+        password = st.text_input(tr("auth.password"), type="password", max_chars=200, key="first_password")
+        again = st.text_input(tr("auth.repeat"), type="password", max_chars=200, key="first_again")
+        if st.form_submit_button(tr("auth.create"), type="primary"):
+            for key in ("first_password", "first_again"):
+                st.session_state.pop(key, None)
+            if password != again:
+                st.error(tr("auth.mismatch"))
+                return
+            try:
+                _start_session(people.add_user(db, name, "admin", password, actor=name.strip()))
+                st.rerun()
+            except RiskdeskError as exc:
+                st.error(str(exc))
+
+
+def signed_in_box() -> None:
+    user = current_user()
+    st.sidebar.markdown(tr("auth.signed_in_as", name=user["name"], role=tr(f"person_role.{user['role']}")))
+    if st.sidebar.button(tr("auth.sign_out"), key="sign_out"):
+        st.session_state.pop("user", None)
+        if _oidc_configured():
+            st.logout()
+        st.rerun()
 
 
 def model_picker(ds: dict | None) -> dict | None:

@@ -198,10 +198,17 @@ def cmd_demo(args) -> dict:
     from .sample import load_demo
     from .store import open_store
 
-    result = load_demo(open_store(), actor="cli")
+    from .people import demo_account
+
+    store = open_store()
+    result = load_demo(store, actor="cli")
     result.pop("reject_reasons", None)
     result["_text"] = (f"demo data already loaded as {result['dataset']!r}" if result["existed"]
                        else f"loaded the demo data as {result['dataset']!r}: {result['rows_loaded']:,} rows")
+    account = demo_account(store)
+    if account:
+        result["account"] = {"name": account["name"], "password_file": str(store.home / "demo-account.txt")}
+        result["_text"] += f"\nsign in as {account['name']} with password {account['password']}"
     return result
 
 

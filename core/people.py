@@ -195,3 +195,22 @@ def authenticate_key(store: Store, key: str | None) -> dict:
     if not rows:
         raise NotSignedIn("a valid API key is required (Authorization: Bearer KEY)")
     return rows[0]
+
+
+DEMO_USER = "demo"
+
+
+def demo_account(store: Store) -> dict | None:
+    """For workshops: when the workspace has no accounts, an administrator "demo" with a random
+    password, written to demo-account.txt in the workspace (readable by its owner only).
+    Returns {"name", "password"} while that file exists, else None."""
+    path = store.home / "demo-account.txt"
+    if not list_users(store) and not path.exists():
+        password = secrets.token_urlsafe(12)
+        add_user(store, DEMO_USER, "admin", password, actor="demo")
+        path.touch(mode=0o600)
+        path.write_text(f"{DEMO_USER}\n{password}\n", encoding="utf-8")
+    if not path.exists() or get_user(store, DEMO_USER) is None:
+        return None
+    name, password = path.read_text(encoding="utf-8").split()[:2]
+    return {"name": name, "password": password}

@@ -6,7 +6,7 @@ from core import cases, explain, plots, report
 from core import rules as rules_mod
 from core.errors import RiskdeskError
 from core.i18n import t
-from ui import dataset_and_model_or_stop, lang, reviewer, store, tr
+from ui import allowed, dataset_and_model_or_stop, lang, not_allowed_note, reviewer, store, tr
 
 db = store()
 st.title(tr("case.page_title"))
@@ -83,9 +83,9 @@ with st.expander(tr("case.transaction")):
     st.dataframe([{"field": k, "value": str(v)} for k, v in tx.items()], hide_index=True, width="stretch")
 
 st.subheader(tr("case.decide"))
-who = reviewer()
+who = reviewer() if allowed("review") else ""
 if not who:
-    st.warning(tr("case.need_name"))
+    not_allowed_note("review")
 with st.form("decision_form", clear_on_submit=True):
     choice = st.radio(tr("case.decision_choice"), cases.DECISIONS, horizontal=True, key="decision_choice",
                       format_func=lambda d, language=lang(): t(f"decision.{d}", language))

@@ -11,7 +11,8 @@ from core import rules as rules_mod
 from core.errors import RiskdeskError
 from core.export import safe_csv_bytes
 from core.i18n import t
-from ui import dataset_or_stop, features_or_stop, lang, reviewer, run_job, store, tr, unavailable_families_note
+from ui import (allowed, dataset_or_stop, features_or_stop, lang, not_allowed_note, reviewer, run_job, store, tr,
+                unavailable_families_note)
 
 db = store()
 st.title(tr("compare.title"))
@@ -100,7 +101,7 @@ with tab_train:
     st.caption(tr("compare.confirmed_labels", n=f"{confirmed:,}"))
     kinds = [kind_options[c] for c in chosen if c in kind_options]
     state_key = f"train_job_{ds['id']}"
-    if st.button(tr("compare.train"), type="primary", disabled=not kinds, key="train_start"):
+    if st.button(tr("compare.train"), type="primary", disabled=not kinds or not allowed("train"), key="train_start"):
         st.session_state.pop("train_message", None)
         st.session_state[state_key + "_requested"] = True
     if st.session_state.get(state_key + "_requested"):
@@ -186,9 +187,9 @@ def champion_panel(ds: dict, registry: list[dict]) -> None:
     if bands and bands["verify_threshold"] is not None:
         st.caption(tr("champion.bands", verify=f"{bands['verify_threshold']:.4g}", k=bands["capacity_k"],
                       block=f"{bands['block_threshold']:.4g}", precision=f"{bands['precision_target']:.0%}"))
-    who = reviewer()
+    who = reviewer() if allowed("promote") else ""
     if not who:
-        st.info(tr("champion.need_name"))
+        not_allowed_note("promote")
     c1, c2 = st.columns([2, 3])
     ids = [m["model_id"] for m in registry if m["kind"] != "rules"]
     if st.session_state.get("champion_pick_next") in ids:
@@ -198,8 +199,8 @@ def champion_panel(ds: dict, registry: list[dict]) -> None:
     c1, c2 = st.columns(2)
     capacity = c1.number_input(tr("champion.capacity"), 1, 1_000_000, 50, key="champion_capacity")
     precision = c2.number_input(tr("champion.precision"), 0.05, 1.0, 0.9, 0.05, key="champion_precision")
-    allowed = current is None
-    if current is not None:
+    offered = current is None
+    if current is not None and allowed("train"):
         retrain_challenger(ds, current, int(capacity))
     if current is not None and pick and pick != current["model_id"]:
         verdict = st.session_state.get("challenger_verdict")
@@ -215,10 +216,10 @@ def champion_panel(ds: dict, registry: list[dict]) -> None:
             if st.session_state.get("challenger_note"):
                 st.caption(st.session_state["challenger_note"])
             show_verdict(verdict)
-            allowed = verdict["offer"]
+            offered = verdict["offer"]
     b1, b2 = st.columns(2)
     try:
-        if b1.button(tr("champion.promote"), type="primary", disabled=not (who and reason.strip() and pick and allowed),
+        if b1.button(tr("champion.promote"), type="primary", disabled=not (who and reason.strip() and pick and offered),
                      key="champion_promote"):
             champion_mod.promote(db, ds["name"], pick, who, reason, int(capacity), float(precision))
             st.rerun()

@@ -19,10 +19,11 @@ from core.ingest import (DEFAULT_TIME_ORIGIN, ENCODING_CHOICES, ENCODING_NAMES, 
 from core.ingest.health import before_load
 from core.sample import load_demo
 from core.schema import REQUIRED_ROLES, ROLES
-from ui import job_progress, lang, score_newest_batch, select_dataset, store, tr
+from ui import allowed, job_progress, lang, reviewer, score_newest_batch, select_dataset, store, tr
 
 db = store()
-actor = st.session_state.get("reviewer") or "app"
+actor = reviewer()
+may_load = allowed("ingest")
 
 st.title(tr("data.title"))
 st.caption(tr("data.intro"))
@@ -48,7 +49,7 @@ def batches_panel(ds: dict) -> None:
                              key=f"batch_upload_{ds['id']}")
     key = f"append:{ds['id']}"
     if batch is not None and st.button(tr("data.batches.append"), type="primary", key=f"append_{ds['id']}",
-                                       disabled=jobs.running(key) is not None):
+                                       disabled=jobs.running(key) is not None or not may_load):
         path = save_upload(db, batch.name, batch)
         job = jobs.start(key, tr("data.loading", name=ds["name"]), lambda progress: ingest(
             db, path, ds["name"], source_name=batch.name, progress=progress, actor=actor, append=True))
@@ -67,7 +68,8 @@ def batches_panel(ds: dict) -> None:
     score_newest_batch(ds)
     if len(list_batches(db, ds["name"])) > 1:
         typed = st.text_input(tr("data.batches.confirm"), key=f"del_batch_{ds['id']}")
-        if st.button(tr("data.batches.delete"), disabled=typed != ds["name"], key=f"del_batch_btn_{ds['id']}"):
+        if st.button(tr("data.batches.delete"), disabled=typed != ds["name"] or not may_load,
+                     key=f"del_batch_btn_{ds['id']}"):
             removed = delete_newest_batch(db, ds["name"], actor)
             st.toast(tr("data.batches.deleted", batch=removed["batch"], rows=f"{removed['rows_removed']:,}"))
             st.rerun()
@@ -106,7 +108,7 @@ flash = st.session_state.pop("flash", None)
 if flash:
     getattr(st, flash[0])(flash[1])
 if st.button(tr("data.load_demo"), type="primary" if not datasets else "secondary",
-             disabled=jobs.running("demo") is not None, key="load_demo"):
+             disabled=jobs.running("demo") is not None or not may_load, key="load_demo"):
     job = jobs.start("demo", tr("data.load_demo"), lambda progress: load_demo(db, progress, actor))
     st.session_state["demo_job"] = job.id
     st.rerun()
@@ -280,7 +282,7 @@ if uploaded is not None:
                 default_name = same[0]["name"] if replace else default_dataset_name(info.name)
                 name = st.text_input(tr("data.name"), value=default_name, key=f"name_{state['file_id']}")
                 ingest_key = f"ingest:{name}"
-                if st.button(tr("data.load"), type="primary", disabled=jobs.running(ingest_key) is not None,
+                if st.button(tr("data.load"), type="primary", disabled=jobs.running(ingest_key) is not None or not may_load,
                              key="load_file"):
                     job = jobs.start(ingest_key, tr("data.loading", name=name), lambda progress: ingest(
                         db, info.path, name, replace=replace, source_name=info.name, progress=progress,
@@ -369,7 +371,7 @@ if datasets:
     with tab_delete:
         st.warning(tr("data.delete.warning", name=ds["name"], rows=f"{ds['rows']:,}"))
         typed = st.text_input(tr("data.delete.confirm"), key=f"del_{ds['id']}")
-        if st.button(tr("data.delete.button"), disabled=typed != ds["name"], key=f"delbtn_{ds['id']}"):
+        if st.button(tr("data.delete.button"), disabled=typed != ds["name"] or not may_load, key=f"delbtn_{ds['id']}"):
             delete_dataset(db, ds["name"], actor)
             select_dataset(None)
             st.toast(tr("data.delete.done", name=ds["name"]))

@@ -9,7 +9,7 @@ from core import rules as rules_mod
 from core.errors import RiskdeskError
 from core.export import safe_csv_bytes
 from core.i18n import t
-from ui import dataset_or_stop, features_or_stop, lang, reviewer, store, tr
+from ui import allowed, dataset_or_stop, features_or_stop, lang, not_allowed_note, reviewer, store, tr
 
 db = store()
 st.title(tr("rules.title"))
@@ -115,9 +115,9 @@ with tab_edit:
         except RiskdeskError as exc:
             st.warning(str(exc))
 
-    who = reviewer()
+    who = reviewer() if allowed("rules") else ""
     if not who:
-        st.info(tr("rules.need_name"))
+        not_allowed_note("rules")
     b1, b2 = st.columns(2)
     if b1.button(tr("rules.save"), type="primary", disabled=not (draft_ok and who), key="rule_save"):
         try:

@@ -1,7 +1,6 @@
 """The REST API, served beside the UI by one process (serve.py): keys and roles, point-in-time
 scoring that stores nothing and equals the case after the same rows are appended, case JSON and
 exports, decisions under the key's user, and 4xx (never 5xx) for bad requests."""
-import json
 import os
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pandas as pd
 import pytest
 import requests
 
-from conftest import ROOT, db_fingerprint
+from conftest import ROOT
 
 from test_e2e_browser import free_port
 

@@ -28,8 +28,17 @@ def server(tmp_path):
     yield from _serve(tmp_path)
 
 
+USER, PASSWORD = "alice", "riskdesk-e2e-password"
+
+
 def _serve(tmp_path):
     assert os.path.exists(CHROMIUM), "Debian's chromium is required (apt-get install chromium); see .ci/run"
+    from core import people
+    from core.store import Store
+    store = Store(tmp_path / "ws")          # an administrator to sign in as (before the server holds the file)
+    if people.get_user(store, USER) is None:
+        people.add_user(store, USER, "admin", PASSWORD)
+    store.close()
     port = free_port()
     env = {**os.environ, "RISKDESK_HOME": str(tmp_path / "ws"), "RISKDESK_THREADS": "1"}
     log = open(tmp_path / "server.log", "w")
@@ -64,7 +73,7 @@ def page(server):
 def test_load_demo_and_upload_gbk(page):
     pg, (url, tmp) = page
     SHOTS.mkdir(exist_ok=True)
-    pg.goto(url)
+    sign_in(pg, url)
     pg.get_by_role("button", name="Load demo data").click()
     rows = sum(1 for _ in open(ROOT / "sample_data" / "demo_transactions.csv", encoding="utf-8")) - 1
     pg.get_by_text(f"Demo data loaded: {rows:,} transactions.").wait_for(timeout=90_000)
@@ -121,6 +130,15 @@ def demo_page(demo_server):
         browser.close()
 
 
+def sign_in(pg, target):
+    """Open `target` (a new browser session) and sign in with the local account."""
+    pg.goto(target)
+    pg.get_by_label("User name", exact=True).fill(USER)
+    pg.get_by_label("Password", exact=True).fill(PASSWORD)
+    pg.get_by_role("button", name="Sign in").click()
+    pg.get_by_text("Signed in as").wait_for(timeout=60_000)
+
+
 def settle(pg, timeout=60_000):
     """Wait until Streamlit has finished the current run of the page."""
     pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
@@ -132,7 +150,7 @@ def test_train_explain_decide_and_export(demo_page):
     from pypdf import PdfReader
     pg, (url, tmp) = demo_page
     SHOTS.mkdir(exist_ok=True)
-    pg.goto(url + "/compare")
+    sign_in(pg, url + "/compare")
     sidebar = pg.locator('section[data-testid="stSidebar"]')
     pg.get_by_role("heading", name="Compare models").wait_for(timeout=120_000)
     pg.get_by_text("Transactions and fraud rate per day").wait_for(timeout=120_000)
@@ -151,13 +169,9 @@ def test_train_explain_decide_and_export(demo_page):
     with open(ROOT / "sample_data" / "demo_transactions.csv", encoding="utf-8") as f:
         txid = next(r["trans_id"] for r in csv.DictReader(f)
                     if r["label"] == "1" and r["trans_time"] >= "2024-04-20" and float(r["amount"]) > 100)
-    pg.goto(url + "/case")
+    sign_in(pg, url + "/case")
     box = pg.get_by_label("Transaction id", exact=True)
     box.wait_for(timeout=120_000)
-    name = sidebar.get_by_label("Your name", exact=True)
-    name.fill("alice")
-    name.press("Enter")
-    pg.wait_for_timeout(1500)
     box.fill(txid)
     box.press("Enter")
     pg.get_by_text("Why this score").first.wait_for(timeout=120_000)
@@ -221,20 +235,20 @@ def test_public_conventions_map_themselves_load_and_train(page):
     paysim_like(paysim, rows=1500)
     sparkov_like(sparkov, rows=1500)
     pg.set_viewport_size({"width": 1400, "height": 2400})   # the whole mapping step in one screenshot
-    pg.goto(url)
+    sign_in(pg, url)
     pg.get_by_role("heading", name="Upload a file").wait_for(timeout=60_000)
     upload_and_load(pg, paysim, "paysim", "en")
     body = pg.locator("body").inner_text()
     assert "“step” holds offsets, not dates" in body and "No transaction id column" in body
     assert "Loaded 1,499 rows into “PS_log”, rejected 1." in body
 
-    pg.goto(url + "/compare")
+    sign_in(pg, url + "/compare")
     train_from_compare(pg, "en")
     pg.get_by_text("Rule R003 was left out of the rule-set model").wait_for(timeout=30_000)
     pg.screenshot(path=str(SHOTS / "paysim_compare_en.png"), full_page=True)
 
     # the same for Sparkov, in Chinese
-    pg.goto(url)
+    sign_in(pg, url)
     sidebar = pg.locator('section[data-testid="stSidebar"]')
     pg.get_by_role("heading", name="Upload a file").wait_for(timeout=60_000)
     sidebar.locator('[data-testid="stSelectbox"]').first.click()
@@ -280,12 +294,8 @@ def test_the_daily_loop_append_score_monitor_decide_and_retrain(champion_server)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         pg = browser.new_page(viewport={"width": 1400, "height": 1400})
-        pg.goto(url)
+        sign_in(pg, url)
         sidebar = pg.locator('section[data-testid="stSidebar"]')
-        name = sidebar.get_by_label("Your name", exact=True)
-        name.wait_for(timeout=60_000)
-        name.fill("bob")
-        name.press("Enter")
         settle(pg)
         pg.get_by_role("tab", name="Batches").click()
         pg.locator('input[type="file"]').last.set_input_files(str(tmp / "april.csv"))
@@ -337,4 +347,8 @@ def test_the_daily_loop_append_score_monitor_decide_and_retrain(champion_server)
         settle(pg, 120_000)
         pg.wait_for_timeout(2000)
         pg.screenshot(path=str(DOCS / "screenshot-monitor-zh.png"), full_page=True)
+        sidebar.get_by_role("button", name="退出登录").click()
+        pg.get_by_role("heading", name="登录 riskdesk").wait_for(timeout=30_000)   # signed out: the sign-in form
+        settle(pg)
+        assert "当前登录：" not in pg.locator("body").inner_text()      # the sidebar no longer names anyone
         browser.close()

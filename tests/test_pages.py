@@ -10,9 +10,23 @@ PAGES = ["pages/data.py", "pages/explore.py", "pages/rules.py", "pages/compare.p
          "pages/queue.py", "pages/case.py"]
 
 
-def run_app(lang="en", page=None):
+def sign_in_as(at, name="tester", role="admin"):
+    """A signed-in session for `name` (the account is created if the workspace lacks it)."""
+    from datetime import datetime
+    from core import people
+    from core.store import open_store
+    db = open_store()
+    if people.get_user(db, name) is None:
+        people.add_user(db, name, role, None)
+    at.session_state["user"] = {"name": name, "role": people.get_user(db, name)["role"], "since": datetime.now()}
+    return at
+
+
+def run_app(lang="en", page=None, user="tester", role="admin"):
     at = AppTest.from_file(APP, default_timeout=60)
     at.session_state["lang"] = lang
+    if user:
+        sign_in_as(at, user, role)
     at.run()
     if page:
         at.switch_page(page).run()
@@ -131,7 +145,7 @@ def test_compare_page_trains_in_the_background(trained_app):
 def test_rules_page_parse_error_new_version_and_backtest(trained_app):
     store, _ = trained_app
     at = run_app("en", "pages/rules.py")
-    at.session_state["reviewer_name"] = "alice"   # what the sidebar box mirrors
+    sign_in_as(at, "alice")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     before = next(m for m in at.metric if m.label == "Hits").value
@@ -168,7 +182,7 @@ def test_queue_and_case_pages(trained_app):
     assert not at.exception, [e.value for e in at.exception]
 
     at = run_app("zh", "pages/case.py")
-    at.session_state["reviewer_name"] = "王审核"
+    sign_in_as(at, "王审核")
     at.text_input(key="case_txid").set_value(top).run()
     assert not at.exception, [e.value for e in at.exception]
     assert next(m for m in at.metric if m.label == "决策").value == "拦截"
@@ -264,7 +278,7 @@ def test_promote_a_champion_from_the_registry_tab(home, small_demo_csv):
     result = models.train(store, "d", kinds=["default", "tuned"], trials=1)
     default = next(m["model_id"] for m in result["models"] if m["kind"] == "default")
     at = run_app("en", "pages/compare.py")
-    at.session_state["reviewer_name"] = "alice"
+    sign_in_as(at, "alice")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("No champion yet" in c.value for c in at.caption)
@@ -329,3 +343,45 @@ def test_scoring_the_newest_batch_opens_the_queue_on_its_alerts(home, tmp_path, 
     assert str(period[0]) >= str(frame.iloc[2600]["trans_time"])[:10]
     from core.i18n import t
     assert at.session_state["queue_bands_en"] == [t("band.BLOCK"), t("band.VERIFY")]
+
+
+def test_a_new_workspace_asks_for_the_first_administrator(home):
+    at = run_app("en", user=None)
+    assert not at.exception, [e.value for e in at.exception]
+    assert [s.value for s in at.subheader] == ["Create the first administrator"]
+    at.text_input(key="first_name").set_value("root")
+    at.text_input(key="first_password").set_value("long enough password")
+    at.text_input(key="first_again").set_value("long enough password")
+    at.button[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["user"]["name"] == "root" and at.session_state["user"]["role"] == "admin"
+    assert any("Signed in as **root**" in m.value for m in at.sidebar.markdown)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_sign_in_with_a_local_account(home, lang):
+    from core import people
+    from core.store import open_store
+    people.add_user(open_store(), "ana", "analyst", "correct horse battery")
+    at = run_app(lang, user=None)
+    assert at.title[0].value == ("Sign in to riskdesk" if lang == "en" else "登录 riskdesk")
+    at.text_input(key="auth_name").set_value("ana")
+    at.text_input(key="auth_password").set_value("wrong horse battery")
+    at.button[0].click().run()
+    assert [e.value for e in at.error] == ["wrong user name or password"] and "user" not in at.session_state
+    at.text_input(key="auth_password").set_value("correct horse battery")
+    at.button[0].click().run()
+    assert at.session_state["user"]["role"] == "analyst"
+    assert "auth_password" not in at.session_state      # not kept for the next person at this screen
+
+
+def test_an_auditor_can_read_a_case_but_not_record_a_decision_or_save_a_rule(trained_app):
+    at = run_app("en", "pages/case.py", user="audrey", role="auditor")
+    at.text_input(key="case_txid").set_value("T000000005").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Your role (auditor) may not record review decisions." in i.value for i in at.info)
+    record = next(b for b in at.button if b.label == "Record decision")
+    assert record.disabled
+    rules = run_app("en", "pages/rules.py", user="audrey", role="auditor")
+    assert any("may not change rules" in i.value for i in rules.info)
+    assert rules.button(key="rule_save").disabled

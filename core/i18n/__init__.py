@@ -3,17 +3,17 @@
 Pages never hold literal user-facing strings: they call t(key, lang, **values). A test checks
 that both catalogues have the same keys and that every key a page uses exists. The catalogue
 is split by area: `base` (pages and models), `ingest` (mapping suggestions, data health),
-`operations` (batches, feedback labels).
+`operations` (batches, feedback labels), `people` (signing in, roles).
 """
 from __future__ import annotations
 
-from . import base, ingest, operations
+from . import base, ingest, operations, people
 
 LANGUAGES = {"en": "English", "zh": "简体中文"}
 DEFAULT = "en"
 
-EN: dict[str, str] = {**base.EN, **ingest.EN, **operations.EN}
-ZH: dict[str, str] = {**base.ZH, **ingest.ZH, **operations.ZH}
+EN: dict[str, str] = {**base.EN, **ingest.EN, **operations.EN, **people.EN}
+ZH: dict[str, str] = {**base.ZH, **ingest.ZH, **operations.ZH, **people.ZH}
 CATALOGUES = {"en": EN, "zh": ZH}
 
 
