@@ -251,8 +251,6 @@ def _first_admin_form(db) -> None:
         password = st.text_input(tr("auth.password"), type="password", max_chars=200, key="first_password")
         again = st.text_input(tr("auth.repeat"), type="password", max_chars=200, key="first_again")
         if st.form_submit_button(tr("auth.create"), type="primary"):
-            for key in ("first_password", "first_again"):
-                st.session_state.pop(key, None)
             if password != again:
                 st.error(tr("auth.mismatch"))
                 return
@@ -261,6 +259,14 @@ def _first_admin_form(db) -> None:
                 st.rerun()
             except RiskdeskError as exc:
                 st.error(str(exc))
+
+
+def signed_in_store() -> Store:
+    """The database handle for a page, once someone is signed in. Each page asks for it, so a
+    page reached without app.py (Streamlit's legacy `pages/` mode under a bare `streamlit run`)
+    still shows the sign-in form first."""
+    sign_in_gate()
+    return store()
 
 
 def signed_in_box() -> None:

@@ -6,9 +6,9 @@ from core import cases, explain, plots, report
 from core import rules as rules_mod
 from core.errors import RiskdeskError
 from core.i18n import t
-from ui import allowed, dataset_and_model_or_stop, lang, not_allowed_note, reviewer, store, tr
+from ui import allowed, dataset_and_model_or_stop, lang, not_allowed_note, reviewer, signed_in_store, tr
 
-db = store()
+db = signed_in_store()
 st.title(tr("case.page_title"))
 
 ds, model = dataset_and_model_or_stop()

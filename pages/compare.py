@@ -11,10 +11,10 @@ from core import rules as rules_mod
 from core.errors import RiskdeskError
 from core.export import safe_csv_bytes
 from core.i18n import t
-from ui import (allowed, dataset_or_stop, features_or_stop, lang, not_allowed_note, reviewer, run_job, store, tr,
-                unavailable_families_note)
+from ui import (allowed, dataset_or_stop, features_or_stop, lang, not_allowed_note, reviewer, run_job, signed_in_store,
+                tr, unavailable_families_note)
 
-db = store()
+db = signed_in_store()
 st.title(tr("compare.title"))
 st.caption(tr("compare.intro"))
 

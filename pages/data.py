@@ -19,9 +19,9 @@ from core.ingest import (DEFAULT_TIME_ORIGIN, ENCODING_CHOICES, ENCODING_NAMES, 
 from core.ingest.health import before_load
 from core.sample import load_demo
 from core.schema import REQUIRED_ROLES, ROLES
-from ui import allowed, job_progress, lang, reviewer, score_newest_batch, select_dataset, store, tr
+from ui import allowed, job_progress, lang, reviewer, score_newest_batch, select_dataset, signed_in_store, tr
 
-db = store()
+db = signed_in_store()
 actor = reviewer()
 may_load = allowed("ingest")
 

@@ -7,9 +7,9 @@ from core import explore, plots
 from core.errors import RiskdeskError
 from core.export import safe_csv_bytes
 from core.features import FAMILIES, FeatureConfig, feature_names
-from ui import dataset_or_stop, features_or_stop, lang, store, tr, unavailable_families_note
+from ui import dataset_or_stop, features_or_stop, lang, signed_in_store, tr, unavailable_families_note
 
-db = store()
+db = signed_in_store()
 st.title(tr("explore.title"))
 st.caption(tr("explore.intro"))
 

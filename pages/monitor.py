@@ -8,9 +8,9 @@ import streamlit as st
 
 from core import monitor, plots
 from core.errors import RiskdeskError
-from ui import dataset_and_model_or_stop, lang, run_job, score_newest_batch, store, tr
+from ui import dataset_and_model_or_stop, lang, run_job, score_newest_batch, signed_in_store, tr
 
-db = store()
+db = signed_in_store()
 st.title(tr("monitor.title"))
 st.caption(tr("monitor.intro"))
 ds, model = dataset_and_model_or_stop()

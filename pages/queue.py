@@ -9,9 +9,9 @@ from core import cases, explain, labels, plots, report
 from core import champion as champion_mod
 from core import rules as rules_mod
 from core.export import safe_csv_bytes
-from ui import dataset_and_model_or_stop, lang, run_job, store, tr
+from ui import dataset_and_model_or_stop, lang, run_job, signed_in_store, tr
 
-db = store()
+db = signed_in_store()
 st.title(tr("queue.title"))
 st.caption(tr("queue.intro"))
 

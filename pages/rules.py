@@ -9,9 +9,9 @@ from core import rules as rules_mod
 from core.errors import RiskdeskError
 from core.export import safe_csv_bytes
 from core.i18n import t
-from ui import allowed, dataset_or_stop, features_or_stop, lang, not_allowed_note, reviewer, store, tr
+from ui import allowed, dataset_or_stop, features_or_stop, lang, not_allowed_note, reviewer, signed_in_store, tr
 
-db = store()
+db = signed_in_store()
 st.title(tr("rules.title"))
 st.caption(tr("rules.intro"))
 

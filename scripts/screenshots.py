@@ -2,8 +2,9 @@
 
     python scripts/screenshots.py --home WORKSPACE [--dataset NAME] [--out DIR]
 
-Starts the app on the workspace (which must already hold the dataset), opens each page in
-headless Chromium in English and Chinese and saves full-page PNGs.
+Starts the app on the workspace (which must already hold the dataset), signs in as an
+administrator "screenshots" (created with a random password when missing), opens the sign-in
+page and each page in headless Chromium in English and Chinese and saves full-page PNGs.
 """
 import argparse
 import os
@@ -35,6 +36,16 @@ def main():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "RISKDESK_HOME": args.home}
+    sys.path.insert(0, str(ROOT))
+    import secrets
+    from core import people
+    from core.store import Store
+    store = Store(args.home)           # before the server holds the database file
+    password = secrets.token_urlsafe(12)
+    if people.get_user(store, "screenshots") is not None:
+        people.remove_user(store, "screenshots", actor="screenshots")
+    people.add_user(store, "screenshots", "admin", password, actor="screenshots")
+    store.close()
     server = subprocess.Popen([sys.executable, str(ROOT / "serve.py"), "--server.port", str(port)], env=env,
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
@@ -56,6 +67,11 @@ def main():
                     pg.locator('section[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
                     pg.get_by_role("option", name="简体中文").click()
                     pg.wait_for_timeout(2000)
+                pg.screenshot(path=str(out / f"sign_in_{lang}.png"), full_page=True)
+                pg.locator('input[type="text"]').first.fill("screenshots")
+                pg.locator('input[type="password"]').first.fill(password)
+                pg.locator('input[type="password"]').first.press("Enter")      # submits the form
+                pg.wait_for_timeout(3000)
                 for path, en, zh in PAGES:
                     if path:
                         pg.locator('section[data-testid="stSidebar"]').get_by_role(

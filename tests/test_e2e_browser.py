@@ -151,7 +151,6 @@ def test_train_explain_decide_and_export(demo_page):
     pg, (url, tmp) = demo_page
     SHOTS.mkdir(exist_ok=True)
     sign_in(pg, url + "/compare")
-    sidebar = pg.locator('section[data-testid="stSidebar"]')
     pg.get_by_role("heading", name="Compare models").wait_for(timeout=120_000)
     pg.get_by_text("Transactions and fraud rate per day").wait_for(timeout=120_000)
     trials = pg.get_by_label("Trials", exact=True)
