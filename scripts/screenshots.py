@@ -68,9 +68,10 @@ def main():
                     pg.get_by_role("option", name="简体中文").click()
                     pg.wait_for_timeout(2000)
                 pg.screenshot(path=str(out / f"sign_in_{lang}.png"), full_page=True)
-                pg.locator('input[type="text"]').first.fill("screenshots")
-                pg.locator('input[type="password"]').first.fill(password)
-                pg.locator('input[type="password"]').first.press("Enter")      # submits the form
+                form = pg.locator('[data-testid="stForm"] input')
+                form.nth(0).fill("screenshots")
+                form.nth(1).fill(password)
+                form.nth(1).press("Enter")      # submits the form
                 pg.wait_for_timeout(3000)
                 for path, en, zh in PAGES:
                     if path:
