@@ -1,9 +1,13 @@
 """riskdesk: the Streamlit entry point (navigation and sidebar state)."""
+from pathlib import Path
+
 import streamlit as st
 
 from ui import current_user, dataset_picker, language_picker, model_picker, sign_in_gate, signed_in_box, tr
 
-st.set_page_config(page_title="riskdesk", page_icon=":material/shield:", layout="wide")
+# a local icon: a Material icon as favicon would be fetched from a public font host
+st.set_page_config(page_title="riskdesk", page_icon=str(Path(__file__).resolve().parent / "assets" / "riskdesk.png"),
+                   layout="wide")
 
 language_picker()
 

@@ -293,6 +293,9 @@ def test_the_daily_loop_append_score_monitor_decide_and_retrain(champion_server)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         pg = browser.new_page(viewport={"width": 1400, "height": 1400})
+        outside = []        # offline for real: nothing the pages load may leave this machine
+        pg.on("request", lambda r: outside.append(r.url) if not r.url.startswith((url, "data:", "blob:", "about:"))
+              else None)
         sign_in(pg, url)
         sidebar = pg.locator('section[data-testid="stSidebar"]')
         settle(pg)
@@ -351,3 +354,4 @@ def test_the_daily_loop_append_score_monitor_decide_and_retrain(champion_server)
         settle(pg)
         assert "当前登录：" not in pg.locator("body").inner_text()      # the sidebar no longer names anyone
         browser.close()
+    assert outside == []
