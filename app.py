@@ -19,6 +19,7 @@ pages = [
     st.Page("pages/monitor.py", title=tr("nav.monitor"), icon=":material/monitor_heart:", url_path="monitor"),
     st.Page("pages/queue.py", title=tr("nav.queue"), icon=":material/checklist:", url_path="queue"),
     st.Page("pages/case.py", title=tr("nav.case"), icon=":material/search:", url_path="case"),
+    st.Page("pages/audit.py", title=tr("nav.audit"), icon=":material/history:", url_path="audit"),
 ]
 # the page is resolved before signing in, so that a deep link (/compare) opens after it
 navigation = st.navigation(pages, position="sidebar" if current_user() else "hidden")

@@ -9,7 +9,7 @@ from core import jobs
 APP = str(ROOT / "app.py")
 PagesManager.uses_pages_directory = False     # as serve.py does: pages run only through app.py's navigation
 PAGES = ["pages/data.py", "pages/explore.py", "pages/rules.py", "pages/compare.py", "pages/monitor.py",
-         "pages/queue.py", "pages/case.py"]
+         "pages/queue.py", "pages/case.py", "pages/audit.py"]
 
 
 def sign_in_as(at, name="tester", role="admin"):
@@ -387,3 +387,21 @@ def test_an_auditor_can_read_a_case_but_not_record_a_decision_or_save_a_rule(tra
     rules = run_app("en", "pages/rules.py", user="audrey", role="auditor")
     assert any("may not change rules" in i.value for i in rules.info)
     assert rules.button(key="rule_save").disabled
+
+
+def test_the_audit_log_filters_by_person_and_exports_neutralised_csv(home):
+    from core import people
+    from core.store import open_store
+    db = open_store()
+    people.add_user(db, "ana", "analyst", None, actor="=cmd|' /C calc'!A0")
+    people.add_user(db, "bob", "auditor", None, actor="root")
+    at = run_app("en", "pages/audit.py")
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("entries match" in c.value for c in at.caption)
+    at.selectbox(key="audit_person").set_value("root").run()
+    shown = next(d.value for d in at.dataframe)
+    assert list(shown["actor"]) == ["root"] and list(shown["object_id"]) == ["bob"]
+    at.selectbox(key="audit_person").set_value(at.selectbox(key="audit_person").options[0]).run()
+    from core import auditlog
+    text = auditlog.export_csv(db).decode("utf-8-sig")
+    assert "'=cmd|' /C calc'!A0" in text and "\n=cmd" not in text and ",=cmd" not in text

@@ -21,6 +21,14 @@ EN: dict[str, str] = {
     "action.review": "record review decisions", "action.rules": "change rules", "action.ingest": "load data",
     "action.train": "train models", "action.promote": "promote or roll back the champion",
     "action.people": "manage people and keys", "action.export": "export", "action.read": "read",
+    "nav.audit": "Audit log", "audit.title": "Audit log",
+    "audit.intro": "Every recorded action, newest first: who did it, when, to which object, and what changed. The log is append-only.",
+    "audit.person": "Person", "audit.action": "Action", "audit.object_kind": "Object kind", "audit.object_id": "Object id",
+    "audit.period": "Period", "audit.any": "(any)", "audit.count": "{total} entries match; page {page} of {pages}.",
+    "audit.download": "Download the matching entries (CSV)", "audit.page": "Page",
+    "audit.col.logged_at": "when", "audit.col.actor": "person", "audit.col.action": "action",
+    "audit.col.object_kind": "object", "audit.col.object_id": "object id", "audit.col.model_id": "model",
+    "audit.col.detail": "detail",
 }
 
 ZH: dict[str, str] = {
@@ -43,4 +51,12 @@ ZH: dict[str, str] = {
     "action.review": "记录审核决定", "action.rules": "修改规则", "action.ingest": "导入数据",
     "action.train": "训练模型", "action.promote": "上线或回滚冠军模型",
     "action.people": "管理用户和密钥", "action.export": "导出", "action.read": "查看",
+    "nav.audit": "审计日志", "audit.title": "审计日志",
+    "audit.intro": "所有已记录的操作，最新的在前：谁、何时、对哪个对象做了什么、改变了什么。日志只追加、不可修改。",
+    "audit.person": "操作人", "audit.action": "操作", "audit.object_kind": "对象类型", "audit.object_id": "对象编号",
+    "audit.period": "期间", "audit.any": "（全部）", "audit.count": "共 {total} 条符合；第 {page} / {pages} 页。",
+    "audit.download": "下载符合条件的记录（CSV）", "audit.page": "页码",
+    "audit.col.logged_at": "时间", "audit.col.actor": "操作人", "audit.col.action": "操作",
+    "audit.col.object_kind": "对象", "audit.col.object_id": "对象编号", "audit.col.model_id": "模型",
+    "audit.col.detail": "详情",
 }
