@@ -10,7 +10,7 @@ refused with a message naming the transaction and the field.
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from . import explain, metrics, models
 from . import rules as rules_mod
@@ -94,6 +94,19 @@ def _rows(ds: dict, transactions) -> list[dict]:
     return rows
 
 
+def _near_sql(table: str, ds: dict, d) -> str:
+    """The stored rows a request's rows can see: all of their customers' (windows and
+    all-history carry-ins), and their counterparties' and devices' within the longest window
+    (one bound parameter per such role). Computing over these alone gives the same features
+    as over the whole table, in a fraction of the time."""
+    near = []
+    if "customer_id" in d.keys:
+        near += ["customer_id IN (SELECT customer_id FROM _request_rows)",
+                 "customer_id IS NULL AND EXISTS (SELECT 1 FROM _request_rows WHERE customer_id IS NULL)"]
+    near += [f"({k} IN (SELECT {k} FROM _request_rows) AND timestamp >= ?)" for k in sorted(d.keys - {"customer_id"})]
+    return f"SELECT * FROM {table} WHERE " + (" OR ".join(f"({c})" for c in near) or "FALSE")
+
+
 def score_transactions(store: Store, dataset: str, transactions, model_id: str | None = None,
                        lang: str = "en") -> dict:
     """Score transactions that are not stored, point in time against the dataset's history:
@@ -120,12 +133,14 @@ def score_transactions(store: Store, dataset: str, transactions, model_id: str |
                                 f"fetch its case instead of scoring it again")
         frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
         cur.register("_request_rows", frame)
-        both = (f"(SELECT * FROM {table} UNION ALL BY NAME SELECT * REPLACE "
-                f"(CAST(timestamp AS TIMESTAMP) AS timestamp) FROM _request_rows)")
         d = definition(models.feature_config(model), ds, store)
-        sql = feature_sql(both, d, min(r["timestamp"] for r in rows),
+        first = min(r["timestamp"] for r in rows)
+        cur.execute(f"CREATE OR REPLACE TEMP TABLE _near AS {_near_sql(table, ds, d)} UNION ALL BY NAME "
+                    f"SELECT * REPLACE (CAST(timestamp AS TIMESTAMP) AS timestamp) FROM _request_rows",
+                    [first - timedelta(seconds=d.lookback)] * (len(d.keys) - ("customer_id" in d.keys)))
+        sql = feature_sql("_near", d, first,
                           only="CAST(transaction_id AS VARCHAR) IN (SELECT transaction_id FROM _request_rows)",
-                          known_labels=known_labels_sql(both, ds["id"]), grouped=False)
+                          known_labels=known_labels_sql("_near", ds["id"]), grouped=False)
         features = cur.execute(sql).df()
         features["transaction_id"] = features["transaction_id"].astype(str)
         features = features.set_index("transaction_id").loc[ids].reset_index()
@@ -134,7 +149,10 @@ def score_transactions(store: Store, dataset: str, transactions, model_id: str |
         (fired_sql, fired_params), (block_sql, block_params) = hits["fired"], hits["block"]
         fired = cur.execute(f"SELECT {fired_sql}, {block_sql} FROM _request_features", fired_params + block_params).fetchall()
     finally:
-        cur.close()
+        try:
+            cur.execute("DROP TABLE IF EXISTS _near")
+        finally:
+            cur.close()
     X = features[lm.names].copy()
     numeric = {f["name"] for f in lm.fs["catalogue"] if f["kind"] == "numeric"}
     for n in lm.names:
