@@ -20,6 +20,7 @@ pages = [
     st.Page("pages/queue.py", title=tr("nav.queue"), icon=":material/checklist:", url_path="queue"),
     st.Page("pages/case.py", title=tr("nav.case"), icon=":material/search:", url_path="case"),
     st.Page("pages/audit.py", title=tr("nav.audit"), icon=":material/history:", url_path="audit"),
+    st.Page("pages/people.py", title=tr("nav.people"), icon=":material/group:", url_path="people"),
 ]
 # the page is resolved before signing in, so that a deep link (/compare) opens after it
 navigation = st.navigation(pages, position="sidebar" if current_user() else "hidden")

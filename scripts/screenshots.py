@@ -20,7 +20,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-b
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 PAGES = [("", "Data", "数据"), ("explore", "Explore", "探索"), ("rules", "Rules", "规则"),
          ("compare", "Compare models", "模型对比"), ("monitor", "Monitor", "监控"), ("queue", "Review queue", "审核队列"),
-         ("case", "Transaction", "交易详情"), ("audit", "Audit log", "审计日志")]
+         ("case", "Transaction", "交易详情"), ("audit", "Audit log", "审计日志"), ("people", "People", "用户")]
 
 
 def main():

@@ -9,7 +9,7 @@ from core import jobs
 APP = str(ROOT / "app.py")
 PagesManager.uses_pages_directory = False     # as serve.py does: pages run only through app.py's navigation
 PAGES = ["pages/data.py", "pages/explore.py", "pages/rules.py", "pages/compare.py", "pages/monitor.py",
-         "pages/queue.py", "pages/case.py", "pages/audit.py"]
+         "pages/queue.py", "pages/case.py", "pages/audit.py", "pages/people.py"]
 
 
 def sign_in_as(at, name="tester", role="admin"):
@@ -405,3 +405,27 @@ def test_the_audit_log_filters_by_person_and_exports_neutralised_csv(home):
     from core import auditlog
     text = auditlog.export_csv(db).decode("utf-8-sig")
     assert "'=cmd|' /C calc'!A0" in text and "\n=cmd" not in text and ",=cmd" not in text
+
+
+def test_an_administrator_adds_a_person_and_a_key_shown_once_and_an_analyst_may_not(home):
+    from core import people
+    from core.store import open_store
+    at = run_app("en", "pages/people.py", user="root", role="admin")
+    assert not at.exception, [e.value for e in at.exception]
+    at.text_input(key="people_name").set_value("ana")
+    at.selectbox(key="people_role").set_value("analyst")
+    at.text_input(key="people_password").set_value("correct horse battery")
+    next(b for b in at.button if b.label == "Add").click().run()
+    assert people.get_user(open_store(), "ana")["role"] == "analyst"
+    at.selectbox(key="people_key_owner").set_value("ana")
+    at.button(key="people_key_create").click().run()
+    key = at.code[0].value
+    assert people.authenticate_key(open_store(), key) == {"name": "ana", "role": "analyst"}
+    at.run()
+    assert not at.code                                   # shown once
+    at.button(key="people_key_revoke").click().run()
+    with pytest.raises(people.NotSignedIn):
+        people.authenticate_key(open_store(), key)
+    analyst = run_app("en", "pages/people.py", user="ana", role="analyst")
+    assert any("may not manage people and keys" in i.value for i in analyst.info)
+    assert not analyst.dataframe

@@ -29,6 +29,15 @@ EN: dict[str, str] = {
     "audit.col.logged_at": "when", "audit.col.actor": "person", "audit.col.action": "action",
     "audit.col.object_kind": "object", "audit.col.object_id": "object id", "audit.col.model_id": "model",
     "audit.col.detail": "detail",
+    "nav.people": "People", "people.title": "People and API keys",
+    "people.intro": "Accounts, their roles and API keys. Every change is in the audit log.",
+    "people.role": "Role", "people.local": "local password", "people.created": "created",
+    "people.add": "Add a person", "people.add_button": "Add",
+    "people.password_help": "Leave empty for an account that signs in only through the identity provider.",
+    "people.added": "Added {name}.", "people.remove_pick": "Remove a person (their API keys stop working)",
+    "people.remove": "Remove", "people.keys": "API keys", "people.key_owner": "New key for",
+    "people.key_create": "Create a key", "people.key_once": "Copy this key now: it is shown only once and stored only as a hash.",
+    "people.key_id": "key id", "people.key_pick": "Revoke a key", "people.key_revoke": "Revoke",
 }
 
 ZH: dict[str, str] = {
@@ -59,4 +68,13 @@ ZH: dict[str, str] = {
     "audit.col.logged_at": "时间", "audit.col.actor": "操作人", "audit.col.action": "操作",
     "audit.col.object_kind": "对象", "audit.col.object_id": "对象编号", "audit.col.model_id": "模型",
     "audit.col.detail": "详情",
+    "nav.people": "用户", "people.title": "用户与 API 密钥",
+    "people.intro": "账号、角色和 API 密钥。每一次修改都记入审计日志。",
+    "people.role": "角色", "people.local": "本地密码", "people.created": "创建时间",
+    "people.add": "添加用户", "people.add_button": "添加",
+    "people.password_help": "留空则该账号只能通过身份提供方登录。",
+    "people.added": "已添加 {name}。", "people.remove_pick": "删除用户（其 API 密钥随即失效）",
+    "people.remove": "删除", "people.keys": "API 密钥", "people.key_owner": "为谁创建新密钥",
+    "people.key_create": "创建密钥", "people.key_once": "请立即复制此密钥：它只显示这一次，系统只保存其哈希值。",
+    "people.key_id": "密钥编号", "people.key_pick": "吊销密钥", "people.key_revoke": "吊销",
 }
