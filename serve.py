@@ -6,9 +6,18 @@ Streamlit's config flags, as `streamlit run` takes them (`--server.port 8501` or
 because a `pages/` folder exists, the first request after a server start that deep-links to a
 page (e.g. /data) runs that page file on its own, without app.py's sidebar.
 """
+import os
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
 
 from streamlit.runtime.pages_manager import PagesManager
+
+HERE = Path(__file__).resolve().parent
 
 
 def _value(text: str):
@@ -31,6 +40,42 @@ def parse_options(argv: list[str]) -> dict:
             value = args.pop(0)
         options[key] = _value(value)
     return options
+
+
+@contextmanager
+def background(home, log=None, timeout: float = 60, threads: int | None = None):
+    """This server in another process on `home`, on a free local port, for tests, benchmarks
+    and screenshots: yields its base URL once /api/v1/health answers, stops it afterwards.
+    Output goes to the `log` file (else nowhere); a server that does not start raises with
+    the log's tail."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "RISKDESK_HOME": str(home), **({"RISKDESK_THREADS": str(threads)} if threads else {})}
+    out = open(log, "w") if log else subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, str(HERE / "serve.py"), "--server.port", str(port),
+                             "--server.address", "127.0.0.1"], cwd=HERE, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(url + "/api/v1/health", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    tail = Path(log).read_text()[-2000:] if log else ""
+                    raise RuntimeError(f"the server did not start on {home}: {tail}") from None
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if log:
+            out.close()
 
 
 if __name__ == "__main__":

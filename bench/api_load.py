@@ -10,17 +10,15 @@ latency, errors and the ratio of concurrent to single-client p50. (The issue's l
 a training browser session beside it is still to come; this is the plain-threads version.)
 """
 import argparse
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
-from _common import ROOT, demo_file
+from _common import demo_file
+
+from serve import background
 
 
 def prepare(home: Path) -> str:
@@ -77,19 +75,7 @@ def main():
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bench_api_")) / "ws"
     key = prepare(home)
-    port = 8900 + os.getpid() % 90
-    env = {**os.environ, "RISKDESK_HOME": str(home)}
-    server = subprocess.Popen([sys.executable, str(ROOT / "serve.py"), "--server.port", str(port),
-                               "--server.address", "127.0.0.1"], env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(url + "/api/v1/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.3)
+    with background(home) as url:
         run(url, key, 1, 3, "warm")
         start = time.perf_counter()
         alone = summary("1 client", *run(url, key, 1, args.requests, "one"), time.perf_counter() - start)
@@ -97,9 +83,6 @@ def main():
         together = summary(f"{args.clients} clients", *run(url, key, args.clients, args.requests, "many"),
                            time.perf_counter() - start)
         print(f"ratio p50 concurrent / alone: {together / alone:.1f}  (goal: p99 <= 100 ms, 0 errors)")
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 if __name__ == "__main__":

@@ -55,9 +55,9 @@ if st.session_state.get("people_new_key"):
     st.warning(tr("people.key_once"))
     st.code(st.session_state.pop("people_new_key"), language=None)
 keys = [k for k in people.list_keys(db) if k["revoked_at"] is None]
-st.dataframe([{tr("people.key_id"): k["key_id"], tr("auth.name"): k["user"],
-               tr("people.created"): str(k["created_at"])[:19]} for k in keys], hide_index=True, width="stretch")
 if keys:
+    st.dataframe([{tr("people.key_id"): k["key_id"], tr("auth.name"): k["user"],
+                   tr("people.created"): str(k["created_at"])[:19]} for k in keys], hide_index=True, width="stretch")
     c1, c2 = st.columns([3, 1])
     revoked = c1.selectbox(tr("people.key_pick"), [k["key_id"] for k in keys], key="people_key_pick")
     if c2.button(tr("people.key_revoke"), key="people_key_revoke"):

@@ -7,15 +7,13 @@ administrator "screenshots" (created with a random password when missing), opens
 page and each page in headless Chromium in English and Chinese and saves full-page PNGs.
 """
 import argparse
-import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from serve import background  # noqa: E402  (the project root is on the path only now)
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 PAGES = [("", "Data", "数据"), ("explore", "Explore", "探索"), ("rules", "Rules", "规则"),
@@ -32,11 +30,6 @@ def main():
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "RISKDESK_HOME": args.home}
-    sys.path.insert(0, str(ROOT))
     import secrets
     from core import people
     from core.store import Store
@@ -46,16 +39,7 @@ def main():
         people.remove_user(store, "screenshots", actor="screenshots")
     people.add_user(store, "screenshots", "admin", password, actor="screenshots")
     store.close()
-    server = subprocess.Popen([sys.executable, str(ROOT / "serve.py"), "--server.port", str(port)], env=env,
-                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.3)
+    with background(args.home) as url:
         from playwright.sync_api import sync_playwright
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
@@ -95,9 +79,6 @@ def main():
                         print(name)
                 pg.close()
             browser.close()
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 if __name__ == "__main__":

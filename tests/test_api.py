@@ -1,19 +1,12 @@
 """The REST API, served beside the UI by one process (serve.py): keys and roles, point-in-time
 scoring that stores nothing and equals the case after the same rows are appended, case JSON and
 exports, decisions under the key's user, and 4xx (never 5xx) for bad requests."""
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-
 import pandas as pd
 import pytest
 import requests
 
 from conftest import ROOT
-
-from test_e2e_browser import free_port
+from serve import background
 
 
 @pytest.fixture(scope="module")
@@ -39,24 +32,8 @@ def served(tmp_path_factory):
         people.add_user(store, name, role, None)
         keys[role] = people.create_key(store, name)["key"]
     store.close()
-    port = free_port()
-    env = {**os.environ, "RISKDESK_HOME": str(tmp / "ws"), "RISKDESK_THREADS": "1"}
-    log = open(tmp / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "serve.py"), "--server.port", str(port),
-                             "--server.address", "127.0.0.1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(url + "/api/v1/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("the server did not start: " + (tmp / "server.log").read_text()[-2000:])
-    yield url + "/api/v1", keys, held, tmp
-    proc.terminate()
-    proc.wait(10)
+    with background(tmp / "ws", log=tmp / "server.log", threads=1) as url:
+        yield url + "/api/v1", keys, held, tmp
     assert "Traceback" not in (tmp / "server.log").read_text()
 
 

@@ -1,26 +1,18 @@
 """End to end in headless Chromium (Debian's /usr/bin/chromium driven by Playwright): start the
 app, load the demo data, see it in the catalogue; upload a GBK CSV and see its reject report."""
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
 from conftest import ROOT
+from serve import background
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 SHOTS = ROOT / "tests" / "screenshots"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -39,25 +31,8 @@ def _serve(tmp_path):
     if people.get_user(store, USER) is None:
         people.add_user(store, USER, "admin", PASSWORD)
     store.close()
-    port = free_port()
-    env = {**os.environ, "RISKDESK_HOME": str(tmp_path / "ws"), "RISKDESK_THREADS": "1"}
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "serve.py"), "--server.port", str(port),
-                             "--server.address", "127.0.0.1"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("the app did not start: " + (tmp_path / "server.log").read_text()[-2000:])
-    yield url, tmp_path
-    proc.terminate()
-    proc.wait(10)
+    with background(tmp_path / "ws", log=tmp_path / "server.log", threads=1) as url:
+        yield url, tmp_path
 
 
 @pytest.fixture
