@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import people
 from core.errors import NotFound, RiskdeskError
@@ -31,7 +32,8 @@ class Problem(BaseModel):
     error: str
 
 
-ERRORS = {401: {"model": Problem, "description": "no valid API key"},
+ERRORS = {400: {"model": Problem, "description": "a body that cannot be read (not JSON, not UTF-8)"},
+          401: {"model": Problem, "description": "no valid API key"},
           403: {"model": Problem, "description": "the key's role does not allow this"},
           404: {"model": Problem, "description": "no such dataset, model or transaction"},
           422: {"model": Problem, "description": "a bad request: the message names the field"}}
@@ -49,6 +51,13 @@ async def _invalid(request: Request, exc: RequestValidationError):
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
     return _problem(422, f"{where}: {first.get('msg')}" if where else str(first.get("msg")))
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException):
+    """Routing and body-parsing errors (an unknown path, an unreadable body) in the same shape."""
+    return _problem(exc.status_code, {404: "no such API path", 405: "method not allowed on this path"}.get(
+        exc.status_code, str(exc.detail)))
 
 
 @api.exception_handler(people.NotSignedIn)

@@ -20,7 +20,12 @@ from streamlit.runtime.pages_manager import PagesManager
 HERE = Path(__file__).resolve().parent
 
 
-def _value(text: str):
+LIST_OPTIONS = {"secrets.files"}        # comma-separated on the command line
+
+
+def _value(key: str, text: str):
+    if key in LIST_OPTIONS:
+        return [part for part in text.split(",") if part]
     if text.lower() in ("true", "false"):
         return text.lower() == "true"
     return int(text) if text.isdigit() else text
@@ -38,23 +43,30 @@ def parse_options(argv: list[str]) -> dict:
             if not args:
                 raise SystemExit(f"error: --{key} needs a value")
             value = args.pop(0)
-        options[key] = _value(value)
+        options[key] = _value(key, value)
     return options
 
 
-@contextmanager
-def background(home, log=None, timeout: float = 60, threads: int | None = None):
-    """This server in another process on `home`, on a free local port, for tests, benchmarks
-    and screenshots: yields its base URL once /api/v1/health answers, stops it afterwards.
-    Output goes to the `log` file (else nowhere); a server that does not start raises with
-    the log's tail."""
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+@contextmanager
+def background(home, log=None, timeout: float = 60, threads: int | None = None, port: int | None = None,
+               options: dict | None = None):
+    """This server in another process on `home`, on `port` (default: a free local port), for
+    tests, benchmarks and screenshots: yields its base URL once /api/v1/health answers, stops it
+    afterwards. `options` are more Streamlit config flags ({"secrets.files": "PATH"}). Output
+    goes to the `log` file (else nowhere); a server that does not start raises with the log's
+    tail."""
+    port = port or free_port()
     env = {**os.environ, "RISKDESK_HOME": str(home), **({"RISKDESK_THREADS": str(threads)} if threads else {})}
     out = open(log, "w") if log else subprocess.DEVNULL
+    flags = [f"--{k}={v}" for k, v in (options or {}).items()]
     proc = subprocess.Popen([sys.executable, str(HERE / "serve.py"), "--server.port", str(port),
-                             "--server.address", "127.0.0.1"], cwd=HERE, env=env, stdout=out, stderr=subprocess.STDOUT)
+                             "--server.address", "127.0.0.1", *flags], cwd=HERE, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + timeout

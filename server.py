@@ -1,10 +1,55 @@
-"""The one server: the Streamlit UI and the REST API (/api/v1, with its OpenAPI document at
-/api/v1/openapi.json) in one process, sharing one database handle per workspace."""
+"""The one server: the Streamlit UI, the REST API (/api/v1, with its OpenAPI document at
+/api/v1/openapi.json) and the session-cookie routes in one process, sharing one database handle
+per workspace."""
+import re
 from pathlib import Path
 
 import streamlit as st
-from starlette.routing import Mount
+from starlette.requests import Request
+from starlette.responses import RedirectResponse
+from starlette.routing import Mount, Route
 
 from api import api
+from core import sessions
+from core.people import NotSignedIn
+from core.store import open_store
 
-app = st.App(str(Path(__file__).resolve().parent / "app.py"), routes=[Mount("/api/v1", app=api)])
+
+class ApiMount(Mount):
+    """A mount that also takes paths holding a (percent-encoded) newline, which Starlette's
+    pattern leaves to the UI's plain-text 404: the API answers every /api/v1 path itself."""
+
+    def __init__(self, path: str, app) -> None:
+        super().__init__(path, app=app)
+        self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
+
+
+def _same_site_path(text: str | None) -> str:
+    """`text` if it is a path on this server, else "/" (no redirect elsewhere)."""
+    text = text or "/"
+    return text if text.startswith("/") and not text.startswith("//") and "\\" not in text else "/"
+
+
+def start_session(request: Request) -> RedirectResponse:
+    """Trade the app's one-time sign-in grant for the session cookie, then go back to the page."""
+    response = RedirectResponse(_same_site_path(request.query_params.get("next")), status_code=303)
+    try:
+        token = sessions.redeem(open_store(), request.query_params.get("grant", ""))
+    except NotSignedIn:
+        return response                     # the page shows the sign-in form again
+    response.set_cookie(sessions.COOKIE, token, max_age=sessions.SESSION_HOURS * 3600, path="/",
+                        httponly=True, samesite="lax", secure=request.url.scheme == "https")
+    return response
+
+
+def end_session(request: Request) -> RedirectResponse:
+    """Sign-out: end the cookie's session on the server and remove the cookie."""
+    sessions.end(open_store(), sessions.session_id(request.cookies.get(sessions.COOKIE, "")))
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(sessions.COOKIE, path="/")
+    return response
+
+
+app = st.App(str(Path(__file__).resolve().parent / "app.py"),
+             routes=[ApiMount("/api/v1", api),
+                     Route("/session/start", start_session), Route("/session/end", end_session)])

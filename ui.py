@@ -2,7 +2,9 @@
 and the progress panel for background jobs. UI only; all logic lives in core."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+import json
+from datetime import date
+from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 
@@ -156,9 +158,6 @@ def unavailable_families_note(ds: dict) -> None:
                roles=tr("features.or").join(role_name(r, lang()) for r in m["needs"])) for m in missing)))
 
 
-SESSION_HOURS = 8
-
-
 def _oidc_configured() -> bool:
     try:
         return "auth" in st.secrets
@@ -167,7 +166,7 @@ def _oidc_configured() -> bool:
 
 
 def current_user() -> dict | None:
-    """The signed-in person {"name", "role"}, or None."""
+    """The signed-in person {"name", "role", "session"}, or None."""
     return st.session_state.get("user")
 
 
@@ -189,42 +188,52 @@ def not_allowed_note(action: str) -> None:
     st.info(tr("auth.not_allowed", role=tr(f"person_role.{user['role']}"), action=tr(f"action.{action}")))
 
 
-def _start_session(user: dict) -> None:
-    st.session_state["user"] = {"name": user["name"], "role": user["role"], "since": datetime.now()}
+def _start_session(live: dict) -> dict:
+    st.session_state["user"] = {"name": live["name"], "role": live["role"], "session": live["session"]}
+    return st.session_state["user"]
+
+
+def _go(path: str) -> None:
+    """Send the browser to a path on this server (the session-cookie routes), with a link in
+    case scripts do not run."""
+    st.html(f"<script>window.location.replace({json.dumps(path)})</script>", unsafe_allow_javascript=True)
+    st.markdown(f"[{tr('auth.continue')}]({path})")
+    st.stop()
+
+
+def _this_page() -> str:
+    url = urlsplit(st.context.url if isinstance(st.context.url, str) else "/")
+    return url.path + (f"?{url.query}" if url.query else "")
 
 
 def sign_in_gate() -> dict:
     """Signed-in users only: the identity provider (st.login, OpenID Connect) when
     .streamlit/secrets.toml configures one, else local accounts with Argon2 passwords. Stops
-    the page until someone is signed in; sessions expire after SESSION_HOURS."""
-    from core import people
+    the page until someone is signed in. A session lives in the server's session table for
+    core.sessions.SESSION_HOURS, survives a reload through its HttpOnly cookie, and ends at
+    sign-out (a replayed cookie is refused)."""
+    from core import people, sessions
     db = store()
     user = current_user()
     if user is not None:
-        account = people.get_user(db, user["name"])
-        if account is None or datetime.now() - user["since"] > timedelta(hours=SESSION_HOURS):
-            st.session_state.pop("user", None)
-            if account is not None:
-                st.session_state["auth_message"] = tr("auth.expired", hours=SESSION_HOURS)
-        else:
-            user["role"] = account["role"]          # a changed role applies at once
+        live = sessions.lookup(db, user.get("session"))
+        if live is not None:
+            user["role"] = live["role"]          # a changed role applies at once
             return user
+        st.session_state.pop("user", None)
+        st.session_state["auth_message"] = tr("auth.expired", hours=sessions.SESSION_HOURS)
+    if not _oidc_configured():
+        cookie = st.context.cookies.get(sessions.COOKIE)
+        live = sessions.lookup(db, sessions.session_id(cookie)) if isinstance(cookie, str) else None
+        if live is not None:
+            st.session_state.pop("auth_message", None)
+            return _start_session(live)
     st.title(tr("auth.title"))
     st.caption(tr("auth.intro"))
     if st.session_state.get("auth_message"):
         st.warning(st.session_state.pop("auth_message"))
     if _oidc_configured():
-        if not st.user.is_logged_in:
-            st.button(tr("auth.oidc_sign_in"), on_click=st.login, type="primary")
-            st.stop()
-        name = st.user.get("email") or st.user.get("name") or ""
-        account = people.get_user(db, name)
-        if account is None:
-            st.error(tr("auth.unknown_oidc", name=name))
-            st.button(tr("auth.sign_out"), on_click=st.logout)
-            st.stop()
-        _start_session(account)
-        st.rerun()
+        _identity_provider_sign_in(db)
     if not people.list_users(db):
         _first_admin_form(db)
         st.stop()
@@ -234,11 +243,39 @@ def sign_in_gate() -> dict:
         if st.form_submit_button(tr("auth.sign_in"), type="primary"):
             st.session_state.pop("auth_password", None)      # never kept for the next person at this screen
             try:
-                _start_session(people.sign_in(db, name, password))
-                st.rerun()
+                _signed_in(people.sign_in(db, name, password))
             except people.NotSignedIn as exc:
                 st.error(str(exc))
     st.stop()
+
+
+def _signed_in(account: dict) -> None:
+    """A local sign-in succeeded: open the session here and set its cookie in the browser."""
+    from core import sessions
+    token = sessions.start(store(), account["name"])
+    _start_session({**account, "session": sessions.session_id(token)})
+    st.caption(tr("auth.signing_in"))
+    _go("/session/start?" + urlencode({"grant": sessions.grant(token), "next": _this_page()}))
+
+
+def _identity_provider_sign_in(db) -> None:
+    from core import people, sessions
+    if not st.user.is_logged_in:
+        st.button(tr("auth.oidc_sign_in"), on_click=st.login, type="primary")
+        st.stop()
+    claims = st.user.to_dict()
+    name = claims.get("email") or claims.get("name") or ""
+    if people.get_user(db, name) is None:
+        st.error(tr("auth.unknown_oidc", name=name))
+        st.button(tr("auth.sign_out"), on_click=st.logout)
+        st.stop()
+    try:
+        _start_session(sessions.for_identity(db, claims, name))
+    except people.NotSignedIn:
+        st.info(tr("auth.ended"))
+        st.button(tr("auth.oidc_sign_in"), on_click=st.login, type="primary")
+        st.stop()
+    st.rerun()
 
 
 def _first_admin_form(db) -> None:
@@ -255,10 +292,11 @@ def _first_admin_form(db) -> None:
                 st.error(tr("auth.mismatch"))
                 return
             try:
-                _start_session(people.add_user(db, name, "admin", password, actor=name.strip()))
-                st.rerun()
+                account = people.add_user(db, name, "admin", password, actor=name.strip())
             except RiskdeskError as exc:
                 st.error(str(exc))
+                return
+            _signed_in(account)
 
 
 def signed_in_store() -> Store:
@@ -273,10 +311,55 @@ def signed_in_box() -> None:
     user = current_user()
     st.sidebar.markdown(tr("auth.signed_in_as", name=user["name"], role=tr(f"person_role.{user['role']}")))
     if st.sidebar.button(tr("auth.sign_out"), key="sign_out"):
+        from core import sessions
+        sessions.end(store(), user.get("session"))
         st.session_state.pop("user", None)
         if _oidc_configured():
             st.logout()
-        st.rerun()
+            st.stop()
+        _go("/session/end")
+
+
+def change_requests(kinds: tuple[str, ...], dataset_id: int | None, describe) -> None:
+    """Maker-checker: the pending requests of these kinds, each shown by `describe(request)`,
+    with who asked and buttons for a second person to approve or reject (the maker withdraws)."""
+    from core import approvals
+    from core.errors import RiskdeskError
+    db = store()
+    pending = approvals.list_requests(db, kinds, dataset_id, status="pending")
+    st.subheader(tr("approval.header", n=len(pending)))
+    st.caption(tr("approval.intro"))
+    if "approval_done" in st.session_state:
+        st.success(st.session_state.pop("approval_done"))
+    if not pending:
+        st.caption(tr("approval.none"))
+    me = reviewer()
+    for request in pending:
+        rid, own = request["id"], request["requested_by"] == me
+        may = allowed(approvals.PERMISSION[request["kind"]])
+        with st.container(border=True):
+            kind = tr(f"approval.kind.{request['kind']}")
+            st.markdown(f"**{kind}** · " + tr(
+                "approval.asked", id=rid, maker=request["requested_by"],
+                at=request["requested_at"].isoformat(sep=" ", timespec="minutes")))
+            describe(request)
+            if own:
+                st.caption(tr("approval.own"))
+            note = st.text_input(tr("approval.note"), key=f"approval_note_{rid}", max_chars=500)
+            c1, c2 = st.columns(2)
+            try:
+                if c1.button(tr("approval.approve"), key=f"approval_ok_{rid}", type="primary", disabled=own or not may):
+                    approvals.approve(db, rid, me, note)
+                    st.session_state["approval_done"] = tr("approval.approved", id=rid)
+                    st.rerun()
+                if c2.button(tr("approval.withdraw" if own else "approval.reject"), key=f"approval_no_{rid}",
+                             disabled=not (own or may)):
+                    done = approvals.reject(db, rid, me, note)
+                    st.session_state["approval_done"] = tr("approval.rejected", id=rid,
+                                                           status=tr(f"approval.status.{done['status']}"))
+                    st.rerun()
+            except RiskdeskError as exc:
+                st.error(tr("common.error", error=exc))
 
 
 def model_picker(ds: dict | None) -> dict | None:

@@ -17,7 +17,7 @@ from .store import Store
 MAX_TEXT = 500
 
 
-def _check_person_and_reason(person: str, reason: str) -> tuple[str, str]:
+def check_person_and_reason(person: str, reason: str) -> tuple[str, str]:
     person, reason = (person or "").strip(), (reason or "").strip()
     if not person or len(person) > 80:
         raise RiskdeskError("a promotion needs the name of the person making it (1 to 80 characters)")
@@ -63,8 +63,8 @@ def bands(store: Store, dataset: str) -> dict | None:
 def history(store: Store, dataset: str) -> list[dict]:
     """Promotions and rollbacks of a dataset's champion, newest first."""
     ds = get_dataset(store, dataset)
-    rows = store.dicts("SELECT id, model_id, action, person, reason, changed_at, capacity_k, precision_target, "
-                       "verify_threshold, block_threshold FROM champions WHERE dataset_id = ? ORDER BY id DESC", [ds["id"]])
+    rows = store.dicts("SELECT id, model_id, action, person, approved_by, reason, changed_at, capacity_k, "
+                       "precision_target, verify_threshold, block_threshold FROM champions WHERE dataset_id = ? ORDER BY id DESC", [ds["id"]])
     for r in rows:
         r["at"] = r.pop("changed_at").isoformat(sep=" ", timespec="seconds")
     return rows
@@ -76,22 +76,24 @@ def champion(store: Store, dataset: str) -> dict | None:
     return get_model(store, rows[0]["model_id"]) if rows else None
 
 
-def _append(store: Store, ds: dict, model_id: str, action: str, person: str, reason: str, thresholds: dict) -> dict:
+def _append(store: Store, ds: dict, model_id: str, action: str, person: str, reason: str, thresholds: dict,
+            approved_by: str | None) -> dict:
     values = [thresholds[k] for k in ("capacity_k", "precision_target", "verify_threshold", "block_threshold")]
     with store.write() as cur:
-        cur.execute("INSERT INTO champions VALUES (nextval('champion_id_seq'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [ds["id"], model_id, action, person, reason, datetime.now(), *values])
+        cur.execute("INSERT INTO champions (id, dataset_id, model_id, action, person, reason, changed_at, capacity_k, "
+                    "precision_target, verify_threshold, block_threshold, approved_by) "
+                    "VALUES (nextval('champion_id_seq'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [ds["id"], model_id, action, person, reason, datetime.now(), *values, approved_by])
         store.audit(cur, person, f"champion_{action}", "dataset", ds["id"],
-                    {"dataset": ds["name"], "model_id": model_id, "reason": reason, **thresholds}, model_id=model_id)
+                    {"dataset": ds["name"], "model_id": model_id, "reason": reason, **thresholds,
+                     **({"approved_by": approved_by} if approved_by else {})}, model_id=model_id)
     return {"dataset": ds["name"], "model_id": model_id, "action": action, "person": person, "reason": reason,
-            **thresholds}
+            "approved_by": approved_by, **thresholds}
 
 
-def promote(store: Store, dataset: str, model_id: str, person: str, reason: str, capacity_k: int = 50,
-            precision_target: float = 0.9) -> dict:
-    """Make `model_id` the dataset's champion, with bands from its validation scores: VERIFY at
-    the daily review capacity, BLOCK at the precision target (stored with the promotion)."""
-    person, reason = _check_person_and_reason(person, reason)
+def check_promotion(store: Store, dataset: str, model_id: str, person: str, reason: str) -> tuple[dict, str, str]:
+    """The dataset, person and reason of a valid promotion of `model_id` (raises RiskdeskError)."""
+    person, reason = check_person_and_reason(person, reason)
     ds = get_dataset(store, dataset)
     model = get_model(store, model_id)
     if int(model["dataset_id"]) != int(ds["id"]):
@@ -99,14 +101,21 @@ def promote(store: Store, dataset: str, model_id: str, person: str, reason: str,
     current = champion(store, dataset)
     if current is not None and current["model_id"] == model_id:
         raise RiskdeskError(f"model {model_id} is already the champion of {dataset!r}")
+    return ds, person, reason
+
+
+def promote(store: Store, dataset: str, model_id: str, person: str, reason: str, capacity_k: int = 50,
+            precision_target: float = 0.9, approved_by: str | None = None) -> dict:
+    """Make `model_id` the dataset's champion, with bands from its validation scores: VERIFY at
+    the daily review capacity, BLOCK at the precision target (stored with the promotion). In the
+    app this runs only when a second person approves it (core.approvals)."""
+    ds, person, reason = check_promotion(store, dataset, model_id, person, reason)
     return _append(store, ds, model_id, "promote", person, reason,
-                   derive_bands(store, model_id, capacity_k, precision_target))
+                   derive_bands(store, model_id, capacity_k, precision_target), approved_by)
 
 
-def rollback(store: Store, dataset: str, person: str, reason: str) -> dict:
-    """Give the champion role back to the model that held it before the current one."""
-    person, reason = _check_person_and_reason(person, reason)
-    ds = get_dataset(store, dataset)
+def rollback_target(store: Store, dataset: str) -> dict:
+    """The champion row a rollback would return to (raises RiskdeskError when there is none)."""
     past = history(store, dataset)
     if not past:
         raise RiskdeskError(f"dataset {dataset!r} has no champion to roll back")
@@ -114,8 +123,17 @@ def rollback(store: Store, dataset: str, person: str, reason: str) -> dict:
     if previous is None:
         raise RiskdeskError(f"dataset {dataset!r} has had only one champion; there is nothing to roll back to")
     get_model(store, previous["model_id"])   # still in the registry
+    return previous
+
+
+def rollback(store: Store, dataset: str, person: str, reason: str, approved_by: str | None = None) -> dict:
+    """Give the champion role back to the model that held it before the current one."""
+    person, reason = check_person_and_reason(person, reason)
+    ds = get_dataset(store, dataset)
+    previous = rollback_target(store, dataset)
     return _append(store, ds, previous["model_id"], "rollback", person, reason,
-                   {k: previous[k] for k in ("capacity_k", "precision_target", "verify_threshold", "block_threshold")})
+                   {k: previous[k] for k in ("capacity_k", "precision_target", "verify_threshold", "block_threshold")},
+                   approved_by)
 
 
 MIN_FRAUDS = 30          # fewer frauds than this in the period: the comparison says the evidence is thin

@@ -198,17 +198,20 @@ def cmd_demo(args) -> dict:
     from .sample import load_demo
     from .store import open_store
 
-    from .people import demo_account
+    from .people import demo_accounts
 
     store = open_store()
     result = load_demo(store, actor="cli")
     result.pop("reject_reasons", None)
     result["_text"] = (f"demo data already loaded as {result['dataset']!r}" if result["existed"]
                        else f"loaded the demo data as {result['dataset']!r}: {result['rows_loaded']:,} rows")
-    account = demo_account(store)
-    if account:
-        result["account"] = {"name": account["name"], "password_file": str(store.home / "demo-account.txt")}
-        result["_text"] += f"\nsign in as {account['name']} with password {account['password']}"
+    accounts = demo_accounts(store)
+    if accounts:
+        result["accounts"] = [a["name"] for a in accounts]
+        result["password_file"] = str(store.home / "demo-account.txt")
+        result["_text"] += "".join(f"\nsign in as {a['name']} with password {a['password']}" for a in accounts)
+        if len(accounts) > 1:
+            result["_text"] += f"\n({accounts[1]['name']} is the second person who approves rule changes and promotions)"
     return result
 
 

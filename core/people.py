@@ -32,6 +32,9 @@ PERMISSIONS = {
     "promote": {"admin"},
     "people": {"admin"},
 }
+ACTION_WORDS = {"read": "read", "export": "export", "review": "record review decisions", "rules": "change rules",
+                "ingest": "load data", "train": "train models", "promote": "promote or roll back the champion",
+                "people": "manage people and keys"}
 KEY_PREFIX = "rdk_"
 MIN_PASSWORD = 8
 FREE_FAILURES, FAILURE_WINDOW, MAX_WAIT = 5, timedelta(minutes=15), 300
@@ -58,7 +61,7 @@ def require(user: dict | None, action: str) -> None:
     if not user:
         raise NotSignedIn("sign in first")
     if not can(user.get("role"), action):
-        raise NotAllowed(f"{user['name']} ({user['role']}) may not {action.replace('_', ' ')}")
+        raise NotAllowed(f"{user['name']} ({user['role']}) may not {ACTION_WORDS.get(action, action)}")
 
 
 def _hasher():
@@ -197,20 +200,24 @@ def authenticate_key(store: Store, key: str | None) -> dict:
     return rows[0]
 
 
-DEMO_USER = "demo"
+DEMO_USERS = ("demo", "checker")
 
 
-def demo_account(store: Store) -> dict | None:
-    """For workshops: when the workspace has no accounts, an administrator "demo" with a random
-    password, written to demo-account.txt in the workspace (readable by its owner only).
-    Returns {"name", "password"} while that file exists, else None."""
+def demo_accounts(store: Store) -> list[dict]:
+    """For workshops: when the workspace has no accounts, two administrators, "demo" and
+    "checker" (a second person to approve changes: maker-checker), with random passwords
+    written to demo-account.txt in the workspace (readable by its owner only). Returns
+    [{"name", "password"}] of those still present while that file exists."""
     path = store.home / "demo-account.txt"
     if not list_users(store) and not path.exists():
-        password = secrets.token_urlsafe(12)
-        add_user(store, DEMO_USER, "admin", password, actor="demo")
+        lines = []
+        for name in DEMO_USERS:
+            password = secrets.token_urlsafe(12)
+            add_user(store, name, "admin", password, actor="demo")
+            lines.append(f"{name} {password}")
         path.touch(mode=0o600)
-        path.write_text(f"{DEMO_USER}\n{password}\n", encoding="utf-8")
-    if not path.exists() or get_user(store, DEMO_USER) is None:
-        return None
-    name, password = path.read_text(encoding="utf-8").split()[:2]
-    return {"name": name, "password": password}
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if not path.exists():
+        return []
+    pairs = [line.split()[:2] for line in path.read_text(encoding="utf-8").splitlines() if len(line.split()) >= 2]
+    return [{"name": n, "password": p} for n, p in pairs if get_user(store, n) is not None]

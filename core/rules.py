@@ -420,9 +420,9 @@ def rule_history(store: Store, rule_id: str) -> list[dict]:
     return store.dicts("SELECT * FROM rules WHERE rule_id = ? ORDER BY version DESC", [rule_id])
 
 
-def save_rule(store: Store, name: str, expression: str, action: str, score: float, enabled: bool = True,
-              rule_id: str | None = None, author: str = "app", fs: dict | None = None) -> dict:
-    """Add a rule or a new version of one (rules are never edited in place)."""
+def check_rule(name: str, expression: str, action: str, score: float, enabled: bool = True,
+               fs: dict | None = None) -> dict:
+    """A rule's fields, checked and normalised (raises RiskdeskError naming the bad field)."""
     name = (name or "").strip()
     if not name or len(name) > 120:
         raise RiskdeskError("a rule needs a name of 1 to 120 characters")
@@ -435,6 +435,20 @@ def save_rule(store: Store, name: str, expression: str, action: str, score: floa
     if not 0 <= score <= 1000:
         raise RiskdeskError("the score must be between 0 and 1000")
     validate(expression, fs)
+    return {"name": name, "expression": expression.strip(), "action": action, "score": score, "enabled": bool(enabled)}
+
+
+def current_version(store: Store, rule_id: str) -> int | None:
+    return store.scalar("SELECT max(version) FROM rules WHERE rule_id = ?", [rule_id])
+
+
+def save_rule(store: Store, name: str, expression: str, action: str, score: float, enabled: bool = True,
+              rule_id: str | None = None, author: str = "app", fs: dict | None = None,
+              approved_by: str | None = None) -> dict:
+    """Add a rule or a new version of one (rules are never edited in place). In the app, the API
+    and the command line this runs only when a second person approves the change
+    (core.approvals)."""
+    rule = check_rule(name, expression, action, score, enabled, fs)
     with store.write() as cur:
         if rule_id:
             version = cur.execute("SELECT max(version) FROM rules WHERE rule_id = ?", [rule_id]).fetchone()[0]
@@ -447,11 +461,12 @@ def save_rule(store: Store, name: str, expression: str, action: str, score: floa
             while (rule_id := f"R{n + 1:03d}") in existing:
                 n += 1
             version = 1
-        cur.execute("INSERT INTO rules VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [rule_id, version, name, expression.strip(), action, score, enabled, author, datetime.now()])
+        cur.execute("INSERT INTO rules (rule_id, version, name, expression, action, score, enabled, author, "
+                    "created_at, approved_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [rule_id, version, rule["name"], rule["expression"], rule["action"], rule["score"],
+                     rule["enabled"], author, datetime.now(), approved_by])
         store.audit(cur, author, "save_rule", "rule", rule_id,
-                    {"version": version, "name": name, "expression": expression, "action": action,
-                     "score": score, "enabled": enabled})
+                    {"version": version, **rule, **({"approved_by": approved_by} if approved_by else {})})
     return {"rule_id": rule_id, "version": version}
 
 
@@ -461,7 +476,8 @@ def ensure_starter_rules(store: Store) -> None:
         return
     for rule_id, name, expression, action, score in STARTER_RULES:
         with store.write() as cur:
-            cur.execute("INSERT INTO rules VALUES (?, 1, ?, ?, ?, ?, true, 'riskdesk', ?)",
+            cur.execute("INSERT INTO rules (rule_id, version, name, expression, action, score, enabled, author, "
+                        "created_at) VALUES (?, 1, ?, ?, ?, ?, true, 'riskdesk', ?)",
                         [rule_id, name, expression, action, score, datetime.now()])
 
 

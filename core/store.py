@@ -201,6 +201,42 @@ MIGRATIONS: list[tuple[int, str]] = [
             failed_at TIMESTAMP NOT NULL
         );
     """),
+    (10, """
+        -- Browser sessions: a random token in an HttpOnly cookie (only its SHA-256 is kept), or
+        -- for identity-provider sign-ins the fingerprint of the ID token. Ended at sign-out, so
+        -- a replayed cookie no longer works.
+        CREATE TABLE sessions (
+            token_sha256 VARCHAR NOT NULL,
+            user_name VARCHAR NOT NULL,
+            method VARCHAR NOT NULL,         -- password | oidc
+            created_at TIMESTAMP NOT NULL,
+            expires_at TIMESTAMP NOT NULL,
+            ended_at TIMESTAMP
+        );
+        -- Maker-checker: a rule change or a champion change is requested by one person and
+        -- applied only when a second person approves it. Both tables are append-only.
+        CREATE SEQUENCE change_request_seq START 1;
+        CREATE TABLE change_requests (
+            id BIGINT NOT NULL,
+            kind VARCHAR NOT NULL,           -- rule | promote | rollback
+            dataset_id INTEGER,
+            subject VARCHAR,                 -- rule id (NULL for a new rule) or model id
+            base_version INTEGER,            -- the rule version the change was made against
+            payload JSON NOT NULL,
+            requested_by VARCHAR NOT NULL,
+            requested_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE change_reviews (
+            request_id BIGINT NOT NULL,
+            verdict VARCHAR NOT NULL,        -- approved | rejected | withdrawn
+            reviewer VARCHAR NOT NULL,
+            note VARCHAR,
+            reviewed_at TIMESTAMP NOT NULL,
+            result JSON
+        );
+        ALTER TABLE rules ADD COLUMN approved_by VARCHAR;
+        ALTER TABLE champions ADD COLUMN approved_by VARCHAR;
+    """),
 ]
 
 

@@ -6,13 +6,13 @@ from datetime import date
 import streamlit as st
 
 from core import champion as champion_mod
-from core import compare, explain, labels, metrics, models, plots
+from core import approvals, compare, explain, labels, metrics, models, plots
 from core import rules as rules_mod
 from core.errors import RiskdeskError
 from core.export import safe_csv_bytes
 from core.i18n import t
-from ui import (allowed, dataset_or_stop, features_or_stop, lang, not_allowed_note, reviewer, run_job, signed_in_store,
-                tr, unavailable_families_note)
+from ui import (allowed, change_requests, dataset_or_stop, features_or_stop, lang, not_allowed_note, reviewer, run_job,
+                signed_in_store, tr, unavailable_families_note)
 
 db = signed_in_store()
 st.title(tr("compare.title"))
@@ -221,19 +221,33 @@ def champion_panel(ds: dict, registry: list[dict]) -> None:
     try:
         if b1.button(tr("champion.promote"), type="primary", disabled=not (who and reason.strip() and pick and offered),
                      key="champion_promote"):
-            champion_mod.promote(db, ds["name"], pick, who, reason, int(capacity), float(precision))
+            asked = approvals.request_promotion(db, who, ds["name"], pick, reason, int(capacity), float(precision))
+            st.session_state["approval_done"] = tr("approval.requested", id=asked["id"])
             st.rerun()
         if current and b2.button(tr("champion.rollback"), disabled=not (who and reason.strip()),
                                  key="champion_rollback"):
-            champion_mod.rollback(db, ds["name"], who, reason)
+            asked = approvals.request_rollback(db, who, ds["name"], reason)
+            st.session_state["approval_done"] = tr("approval.requested", id=asked["id"])
             st.rerun()
     except RiskdeskError as exc:
         st.error(tr("common.error", error=exc))
+    change_requests(("promote", "rollback"), ds["id"], describe_champion_change)
     past = champion_mod.history(db, ds["name"])
     if past:
         st.dataframe([{tr("champion.col.at"): r["at"], tr("champion.col.action"): tr(f"champion.action.{r['action']}"),
                        tr("compare.col.model_id"): r["model_id"], tr("champion.col.person"): r["person"],
-                       tr("champion.reason"): r["reason"]} for r in past], hide_index=True, width="stretch")
+                       tr("approval.col.approved_by"): r["approved_by"], tr("champion.reason"): r["reason"]}
+                      for r in past], hide_index=True, width="stretch")
+
+
+def describe_champion_change(request: dict) -> None:
+    p = request["payload"]
+    if request["kind"] == "promote":
+        st.markdown(tr("approval.promote", model=request["subject"], k=p["capacity_k"],
+                       precision=f"{p['precision_target']:.0%}"))
+    else:
+        st.markdown(tr("approval.rollback", model=request["subject"]))
+    st.text(f"{tr('champion.reason')}: {p['reason']}")
 
 
 # -- results of a run --------------------------------------------------------------------------------

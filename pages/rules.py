@@ -4,12 +4,13 @@ from datetime import date
 
 import streamlit as st
 
-from core import plots
+from core import approvals, plots
 from core import rules as rules_mod
 from core.errors import RiskdeskError
 from core.export import safe_csv_bytes
 from core.i18n import t
-from ui import allowed, dataset_or_stop, features_or_stop, lang, not_allowed_note, reviewer, signed_in_store, tr
+from ui import (allowed, change_requests, dataset_or_stop, features_or_stop, lang, not_allowed_note, reviewer,
+                signed_in_store, tr)
 
 db = signed_in_store()
 st.title(tr("rules.title"))
@@ -50,22 +51,27 @@ if not (isinstance(period, tuple) and len(period) == 2):
     st.stop()
 start, end = map(str, period)
 
-tab_list, tab_edit, tab_backtest = st.tabs([tr("rules.tab.list"), tr("rules.tab.edit"), tr("rules.tab.backtest")])
+waiting = len(approvals.list_requests(db, ("rule",), status="pending"))
+tab_list, tab_edit, tab_approval, tab_backtest = st.tabs([
+    tr("rules.tab.list"), tr("rules.tab.edit"), tr("approval.header", n=waiting), tr("rules.tab.backtest")])
 
 not_applicable = {r["rule_id"]: r["missing"] for r in rules_mod.applicable(current, fs)[1]}
 
 with tab_list:
-    table = [{**{k: r[k] for k in ("rule_id", "version", "expression", "score", "enabled", "author", "created_at")},
+    table = [{**{k: r[k] for k in ("rule_id", "version", "expression", "score", "enabled", "author", "approved_by",
+                                 "created_at")},
               "name": rules_mod.display_name(r, lang()), "action": tr(f"band.{r['action']}"),
               "applicable": (tr("rules.not_applicable", names=", ".join(not_applicable[r["rule_id"]]))
                              if r["rule_id"] in not_applicable else tr("rules.applicable"))} for r in current]
     st.dataframe(table, hide_index=True, width="stretch", column_order=[
-        "rule_id", "version", "name", "expression", "action", "score", "enabled", "applicable", "author", "created_at"],
+        "rule_id", "version", "name", "expression", "action", "score", "enabled", "applicable", "author", "approved_by",
+        "created_at"],
         column_config={
         "rule_id": tr("rules.col.id"), "version": tr("rules.col.version"), "name": tr("rules.col.name"),
         "expression": st.column_config.TextColumn(tr("rules.col.expression"), width="large"),
         "action": tr("rules.col.action"), "score": tr("rules.col.score"), "enabled": tr("rules.col.enabled"),
         "applicable": tr("rules.col.applicable"), "author": tr("rules.col.author"),
+        "approved_by": tr("approval.col.approved_by"),
         "created_at": tr("rules.col.created")})
     if not_applicable:
         st.info(tr("rules.not_applicable_note", n=len(not_applicable), name=ds["name"]))
@@ -121,23 +127,47 @@ with tab_edit:
     b1, b2 = st.columns(2)
     if b1.button(tr("rules.save"), type="primary", disabled=not (draft_ok and who), key="rule_save"):
         try:
-            saved = rules_mod.save_rule(db, name, expression, action, score, enabled,
-                                        rule_id=None if choice == NEW else choice, author=who, fs=fs)
-            st.session_state["rules_saved"] = tr("rules.saved", rule_id=saved["rule_id"], version=saved["version"])
+            asked = approvals.request_rule_change(db, who, name, expression, action, score, enabled,
+                                                  rule_id=None if choice == NEW else choice, fs=fs)
+            st.session_state["rules_saved"] = tr("approval.requested", id=asked["id"])
             st.rerun()
         except RiskdeskError as exc:
             st.error(tr("common.error", error=exc))
     if choice in by_id and b2.button(tr("rules.disable") if base["enabled"] else tr("rules.enable"),
                                      disabled=not who, key="rule_toggle"):
-        saved = rules_mod.save_rule(db, base["name"], base["expression"], base["action"], base["score"],
-                                    not base["enabled"], rule_id=choice, author=who)
-        st.session_state["rules_saved"] = tr("rules.saved", rule_id=saved["rule_id"], version=saved["version"])
+        asked = approvals.request_rule_change(db, who, base["name"], base["expression"], base["action"], base["score"],
+                                              not base["enabled"], rule_id=choice)
+        st.session_state["rules_saved"] = tr("approval.requested", id=asked["id"])
         st.rerun()
     if "rules_saved" in st.session_state:
         st.success(st.session_state.pop("rules_saved"))
     if choice in by_id:
         with st.expander(tr("rules.history")):
             st.dataframe(rules_mod.rule_history(db, choice), hide_index=True, width="stretch")
+
+
+
+def describe_rule_change(request: dict) -> None:
+    """The proposed rule beside the current version, and both backtested on the chosen period."""
+    proposed = {"rule_id": request["subject"] or tr("approval.new_rule"), "version": 0, **request["payload"]}
+    now = by_id.get(request["subject"])
+    rows = [{"": tr("approval.proposed"), **proposed}] + ([{"": tr("approval.current"), **now}] if now else [])
+    st.dataframe([{k: r[k] for k in ("", "name", "expression", "action", "score", "enabled")} for r in rows],
+                 hide_index=True, width="stretch", column_config={
+                     "name": tr("rules.col.name"), "expression": st.column_config.TextColumn(tr("rules.col.expression"),
+                                                                                             width="large"),
+                     "action": tr("rules.col.action"), "score": tr("rules.col.score"), "enabled": tr("rules.col.enabled")})
+    try:
+        tried = [{**r, "rule_id": r[""], "enabled": True} for r in rows]
+        result = rules_mod.backtest(db, fs, tried, start, end)
+        st.dataframe(shown(result["rules"]).drop(columns=["version"]), hide_index=True, width="stretch",
+                     column_config=backtest_columns())
+    except RiskdeskError as exc:
+        st.warning(str(exc))
+
+
+with tab_approval:
+    change_requests(("rule",), None, describe_rule_change)
 
 with tab_backtest:
     active = [r for r in current if r["enabled"]]

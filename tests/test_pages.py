@@ -14,13 +14,13 @@ PAGES = ["pages/data.py", "pages/explore.py", "pages/rules.py", "pages/compare.p
 
 def sign_in_as(at, name="tester", role="admin"):
     """A signed-in session for `name` (the account is created if the workspace lacks it)."""
-    from datetime import datetime
-    from core import people
+    from core import people, sessions
     from core.store import open_store
     db = open_store()
     if people.get_user(db, name) is None:
         people.add_user(db, name, role, None)
-    at.session_state["user"] = {"name": name, "role": people.get_user(db, name)["role"], "since": datetime.now()}
+    at.session_state["user"] = {"name": name, "role": people.get_user(db, name)["role"],
+                                "session": sessions.session_id(sessions.start(db, name))}
     return at
 
 
@@ -161,9 +161,17 @@ def test_rules_page_parse_error_new_version_and_backtest(trained_app):
     at.text_area(key=expr_key).set_value("amount_zscore_30d > 1").run()
     assert not at.error and not at.button(key="rule_save").disabled
     at.button(key="rule_save").click().run()
-    assert store.scalar("SELECT max(version) FROM rules WHERE rule_id = 'R001'") == version + 1
-    assert store.scalar("SELECT author FROM rules WHERE rule_id = 'R001' ORDER BY version DESC LIMIT 1") == "alice"
-    after = next(m for m in at.metric if m.label == "Hits").value
+    assert any("it takes effect when a second person approves it" in s.value for s in at.success)
+    assert store.scalar("SELECT max(version) FROM rules WHERE rule_id = 'R001'") == version      # not yet
+    request_id = store.scalar("SELECT max(id) FROM change_requests")
+    assert at.button(key=f"approval_ok_{request_id}").disabled                  # not by its maker
+    checker = run_app("en", "pages/rules.py", user="bob", role="analyst")
+    checker.button(key=f"approval_ok_{request_id}").click().run()
+    assert not checker.exception, [e.value for e in checker.exception]
+    assert any(f"Approved #{request_id}" in s.value for s in checker.success)
+    assert store.rows("SELECT version, author, approved_by FROM rules WHERE rule_id = 'R001' ORDER BY version DESC "
+                      "LIMIT 1") == [(version + 1, "alice", "bob")]
+    after = next(m for m in checker.metric if m.label == "Hits").value
     assert after != before
 
 
@@ -288,7 +296,13 @@ def test_promote_a_champion_from_the_registry_tab(home, small_demo_csv):
     at.text_input(key="champion_reason").set_value("steadier on April").run()
     at.button(key="champion_promote").click().run()
     assert not at.exception, [e.value for e in at.exception]
+    assert champion.champion(store, "d") is None                  # until a second administrator approves
+    request_id = store.scalar("SELECT max(id) FROM change_requests")
+    checker = run_app("en", "pages/compare.py", user="rita", role="admin")
+    checker.button(key=f"approval_ok_{request_id}").click().run()
+    assert not checker.exception, [e.value for e in checker.exception]
     assert champion.champion(store, "d")["model_id"] == default
+    at.run()
     assert any(f"In production for this dataset: {default}" in c.value for c in at.caption)
     tuned = next(m["model_id"] for m in result["models"] if m["kind"] == "tuned")
     at.selectbox(key="champion_pick").set_value(tuned).run()
@@ -357,6 +371,8 @@ def test_a_new_workspace_asks_for_the_first_administrator(home):
     at.button[0].click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.session_state["user"]["name"] == "root" and at.session_state["user"]["role"] == "admin"
+    assert [c.value for c in at.caption][-1] == "Signing in…"     # the browser goes to set the session cookie
+    at.run()
     assert [t.value for t in at.title] == ["Data"]          # the app, signed in
 
 
@@ -374,7 +390,7 @@ def test_sign_in_with_a_local_account(home, lang):
     at.text_input(key="auth_password").set_value("correct horse battery")
     at.button[0].click().run()
     assert at.session_state["user"]["role"] == "analyst"
-    assert "auth_password" not in at.session_state      # not kept for the next person at this screen
+    assert "correct horse" not in repr(at.session_state)    # not kept for the next person at this screen
 
 
 def test_an_auditor_can_read_a_case_but_not_record_a_decision_or_save_a_rule(trained_app):

@@ -113,3 +113,45 @@ def test_the_command_line_adds_users_and_shows_a_key_once(home):
     assert nobody.returncode == 1 and nobody.stderr == "error: no user 'nobody'\n"
     revoked = run(home, "apikey", "revoke", key[4:12], "--json")
     assert json.loads(revoked.stdout) == {"key_id": key[4:12], "revoked": True}
+
+
+def test_a_session_lives_until_sign_out_and_a_replayed_cookie_is_refused(store):
+    from core import sessions
+    people.add_user(store, "ana", "analyst", "correct horse battery")
+    token = sessions.start(store, "ana")
+    sid = sessions.session_id(token)
+    assert sessions.lookup(store, sid)["name"] == "ana"
+    assert store.scalar("SELECT count(*) FROM sessions WHERE token_sha256 = ?", [token]) == 0   # only the hash
+    code = sessions.grant(token)
+    assert sessions.redeem(store, code) == token
+    with pytest.raises(people.NotSignedIn, match="expired"):
+        sessions.redeem(store, code)                 # a grant works once
+    sessions.end(store, sid)
+    assert sessions.lookup(store, sessions.session_id(token)) is None     # the same cookie, replayed
+    assert store.scalar("SELECT count(*) FROM audit_log WHERE action = 'sign_out' AND actor = 'ana'") == 1
+    with pytest.raises(people.NotSignedIn):
+        sessions.redeem(store, sessions.grant(token))    # nor can an old grant revive it
+
+
+def test_a_session_ends_when_it_expires_or_its_user_is_removed(store):
+    from core import sessions
+    people.add_user(store, "ana", "analyst", None)
+    people.add_user(store, "bob", "analyst", None)
+    old, gone = sessions.session_id(sessions.start(store, "ana")), sessions.session_id(sessions.start(store, "bob"))
+    with store.write() as cur:
+        cur.execute("UPDATE sessions SET expires_at = now() - INTERVAL 1 SECOND WHERE token_sha256 = ?", [old])
+    people.remove_user(store, "bob")
+    assert sessions.lookup(store, old) is None and sessions.lookup(store, gone) is None
+
+
+def test_an_identity_provider_sign_in_cannot_be_replayed_after_sign_out(store):
+    from core import sessions
+    people.add_user(store, "ana@example.com", "analyst", None)
+    claims = {"iss": "http://idp", "sub": "42", "iat": 1767225600, "nonce": "n1", "email": "ana@example.com"}
+    first = sessions.for_identity(store, claims, "ana@example.com")
+    assert sessions.for_identity(store, claims, "ana@example.com")["session"] == first["session"]
+    sessions.end(store, first["session"])
+    with pytest.raises(people.NotSignedIn, match="ended"):
+        sessions.for_identity(store, claims, "ana@example.com")      # the same identity cookie again
+    fresh = sessions.for_identity(store, {**claims, "iat": 1767229200, "nonce": "n2"}, "ana@example.com")
+    assert fresh["session"] != first["session"]                      # a new sign-in at the provider works
