@@ -44,5 +44,5 @@ model = {{ values = ["{model_id}"] }}
              "--header", f"Authorization: Bearer {key}", "--checks", CHECKS, "--max-examples", "20",
              "--phases", "examples,coverage,fuzzing", "--workers", "1", "--seed", "7",
              "--suppress-health-check", "all", "--no-color"],
-            capture_output=True, text=True, timeout=600, env={"SCHEMATHESIS_TELEMETRY": "false", "PATH": "/usr/bin:/bin"})
+            capture_output=True, text=True, timeout=600, cwd=tmp_path, env={"SCHEMATHESIS_TELEMETRY": "false", "PATH": "/usr/bin:/bin"})
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
