@@ -90,8 +90,26 @@ def background(home, log=None, timeout: float = 60, threads: int | None = None, 
             out.close()
 
 
+def local_url(config: dict) -> str:
+    """The address the command line on this machine reaches the server at."""
+    address = str(config.get("server.address") or "127.0.0.1")
+    host = "127.0.0.1" if address in ("0.0.0.0", "::", "localhost") else address
+    return f"http://{host}:{config.get('server.port', 8501)}"
+
+
 if __name__ == "__main__":
+    import atexit
+    import signal
+
+    from core import config as workspace
+    from core import localserver
     config = parse_options(sys.argv[1:])
     PagesManager.uses_pages_directory = False
     from server import app
+    home = workspace.home()
+    home.mkdir(parents=True, exist_ok=True)
+    localserver.publish(home, local_url(config))
+    atexit.register(localserver.withdraw, home)
+    # the web server re-raises SIGTERM after its graceful shutdown, which would skip atexit
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     app.run(config={"server.headless": True, **config})

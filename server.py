@@ -5,12 +5,13 @@ import re
 from pathlib import Path
 
 import streamlit as st
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import RedirectResponse
+from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Mount, Route
 
 from api import api
-from core import sessions
+from core import localserver, sessions
 from core.people import NotSignedIn
 from core.store import open_store
 
@@ -50,6 +51,31 @@ def end_session(request: Request) -> RedirectResponse:
     return response
 
 
+async def run_command(request: Request) -> JSONResponse:
+    """The command line of this machine's workspace owner, run here while this server holds the
+    workspace (core.localserver): loopback only, with the credential from server.json."""
+    import io
+
+    from core import cli
+    credential = request.headers.get("authorization", "").removeprefix("Bearer ")
+    if request.client is None or request.client.host not in ("127.0.0.1", "::1") or not localserver.accepts(credential):
+        return JSONResponse({"error": "not the workspace's local command line"}, status_code=403)
+    try:
+        body = await request.json()
+        argv, cwd, stdin = body["argv"], body.get("cwd"), body.get("stdin")
+        if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        return JSONResponse({"error": "expected {\"argv\": [...], \"cwd\", \"stdin\"}"}, status_code=422)
+    try:
+        code, out, err = await run_in_threadpool(cli.execute, argv, cwd if isinstance(cwd, str) else None,
+                                                 io.StringIO(stdin if isinstance(stdin, str) else ""))
+    except SystemExit as exc:            # --help and the like
+        code, out, err = int(exc.code or 0), "", ""
+    return JSONResponse({"code": code, "stdout": out, "stderr": err})
+
+
 app = st.App(str(Path(__file__).resolve().parent / "app.py"),
              routes=[ApiMount("/api/v1", api),
-                     Route("/session/start", start_session), Route("/session/end", end_session)])
+                     Route("/session/start", start_session), Route("/session/end", end_session),
+                     Route(localserver.ROUTE, run_command, methods=["POST"])])

@@ -11,10 +11,13 @@ import json
 import sys
 
 
+class _UsageError(Exception):
+    """A command line argparse refuses (exit 2)."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit 2
-        sys.stderr.write(f"error: {message}\n")
-        raise SystemExit(2)
+        raise _UsageError(message)
 
 
 def _parse_maps(values: list[str] | None) -> dict[str, str]:
@@ -226,7 +229,7 @@ def cmd_users(args) -> dict:
             raise RiskdeskError("users add needs NAME and --role analyst|auditor|admin")
         password = None
         if args.password_stdin:
-            password = sys.stdin.readline().rstrip("\r\n")
+            password = args.stdin.readline().rstrip("\r\n")
         user = people.add_user(store, args.name, args.role, password, actor="cli")
         return {"user": user, "_text": f"added {user['name']} ({user['role']}, "
                                        f"{'local password' if user['local'] else 'identity provider only'})"}
@@ -373,27 +376,58 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .errors import RiskdeskError
+PATH_ARGUMENTS = ("file", "out")      # resolved against the caller's folder when the server runs a command
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+
+def execute(argv: list[str], cwd: str | None = None, stdin=None) -> tuple[int, str, str]:
+    """Run one command; returns (exit code, stdout, stderr). `cwd` is the folder relative file
+    paths are read from (the caller's, when the server runs the command for it), `stdin` stands
+    in for standard input. Raises WorkspaceBusy when another process holds the workspace."""
+    from pathlib import Path
+
+    from .errors import RiskdeskError, WorkspaceBusy
+
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as exc:
+        return 2, "", f"error: {exc}\n"
+    for name in PATH_ARGUMENTS:
+        if cwd and getattr(args, name, None):
+            setattr(args, name, str(Path(cwd) / getattr(args, name)))
+    args.stdin = stdin if stdin is not None else sys.stdin
     try:
         result = args.func(args)
+    except WorkspaceBusy:
+        raise
     except RiskdeskError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 1
+        return 1, "", f"error: {exc}\n"
     except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
-        return 130
+        return 130, "", "error: interrupted\n"
     except Exception as exc:  # unexpected: still one line, no traceback
         if "RISKDESK_DEBUG" in __import__("os").environ:
             raise
-        sys.stderr.write(f"error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}\n")
-        return 1
+        return 1, "", f"error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}\n"
     text = result.pop("_text", None)
     if args.json:
-        sys.stdout.write(json.dumps(result, ensure_ascii=False, default=str) + "\n")
-    else:
-        sys.stdout.write((text or json.dumps(result, ensure_ascii=False, default=str, indent=2)) + "\n")
-    return 0
+        return 0, json.dumps(result, ensure_ascii=False, default=str) + "\n", ""
+    return 0, (text or json.dumps(result, ensure_ascii=False, default=str, indent=2)) + "\n", ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: runs the command here, or in the server that holds the workspace."""
+    from . import config, localserver
+    from .errors import WorkspaceBusy
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        code, out, err = execute(argv)
+    except WorkspaceBusy as exc:
+        record = localserver.find(config.home())
+        if record is None:
+            code, out, err = 1, "", f"error: {exc}\n"
+        else:
+            stdin = sys.stdin.read() if "--password-stdin" in argv else None
+            code, out, err = localserver.forward(record, argv, stdin)
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    return code

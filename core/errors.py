@@ -10,3 +10,8 @@ class RiskdeskError(Exception):
 
 class NotFound(RiskdeskError):
     """The named dataset, model, transaction or user does not exist (HTTP 404)."""
+
+
+class WorkspaceBusy(RiskdeskError):
+    """Another process holds the workspace's database (the command line then goes through the
+    server: core.localserver)."""

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import duckdb
 
 from . import config
-from .errors import RiskdeskError
+from .errors import RiskdeskError, WorkspaceBusy
 
 DB_FILE = "riskdesk.duckdb"
 
@@ -261,7 +261,7 @@ class Store:
             })
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
-                raise RiskdeskError(
+                raise WorkspaceBusy(
                     f"the workspace database {self.path} is in use by another riskdesk process; "
                     "stop it or set RISKDESK_HOME to another directory") from None
             raise RiskdeskError(f"cannot open the workspace database {self.path}: {exc}") from None

@@ -63,3 +63,54 @@ def test_bad_arguments_are_one_line(tmp_path):
     assert proc.returncode != 0 and proc.stdout == "" and len(proc.stderr.strip().splitlines()) == 1
     proc = run(tmp_path, "sample", "--rows", "5", "--out", str(tmp_path / "x.txt"))
     assert proc.returncode != 0 and "must end in .csv or .parquet" in proc.stderr
+
+
+def test_the_command_line_goes_through_the_running_server_with_the_same_output_and_errors(tmp_path, small_demo_csv):
+    import shutil
+    import stat
+    import urllib.error
+    import urllib.request
+    from serve import background
+    home = tmp_path / "ws"
+    shutil.copy(small_demo_csv, tmp_path / "first.csv")
+    alone = run(home, "ingest", str(tmp_path / "first.csv"), "--dataset", "bank", "--json")
+    assert alone.returncode == 0, alone.stderr
+    direct = run(home, "datasets", "--json").stdout
+    bad = ("monitor", "--dataset", "bank", "--model", "nope", "--start", "2024-01-01", "--end", "2024-01-02", "--json")
+    refused = run(home, *bad)
+    with background(home, log=tmp_path / "server.log", threads=1) as url:
+        record = home / "server.json"
+        assert stat.S_IMODE(record.stat().st_mode) == 0o600              # the owner's local credential
+        assert run(home, "datasets", "--json").stdout == direct          # same answer, through the server
+        missing = run(home, "datasets", "--dataset-typo")
+        assert (missing.returncode, missing.stdout) == (2, "") and missing.stderr.startswith("error: unrecognized")
+        wrong = run(home, *bad)
+        assert (wrong.returncode, wrong.stdout, wrong.stderr) == (1, "", refused.stderr) and "nope" in wrong.stderr
+        # a relative path is read from the caller's folder, standard input reaches the server
+        env = {**os.environ, "RISKDESK_HOME": str(home)}
+        from core.sample import write_sample
+        write_sample(tmp_path / "second.csv", rows=500, seed=3)
+        appended = subprocess.run([sys.executable, "-m", "core", "ingest", "second.csv", "--dataset", "copy", "--json"],
+                                  capture_output=True, text=True, cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+                                  timeout=300)
+        assert appended.returncode == 0, appended.stderr
+        assert json.loads(appended.stdout)["rows_loaded"] > 400
+        added = subprocess.run([sys.executable, "-m", "core", "users", "add", "bob", "--role", "analyst",
+                                "--password-stdin", "--json"], input="long enough secret\n", capture_output=True,
+                               text=True, cwd=ROOT, env=env, timeout=300)
+        assert added.returncode == 0 and json.loads(added.stdout)["user"]["local"], added.stderr
+        forged = urllib.request.Request(url + "/local/cli", data=b'{"argv": ["datasets"]}', method="POST",
+                                        headers={"Authorization": "Bearer guessed"})
+        try:
+            urllib.request.urlopen(forged)
+            raise AssertionError("a request without the credential ran a command")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 403
+    assert not (home / "server.json").exists()
+    names = [d["name"] for d in json.loads(run(home, "datasets", "--json").stdout)["datasets"]]
+    assert sorted(names) == ["bank", "copy"]
+    from core import people
+    from core.store import Store
+    store = Store(home)
+    assert people.sign_in(store, "bob", "long enough secret")["role"] == "analyst"
+    store.close()
