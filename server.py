@@ -46,7 +46,7 @@ def start_session(request: Request) -> RedirectResponse:
 def end_session(request: Request) -> RedirectResponse:
     """Sign-out: end the cookie's session on the server and remove the cookie."""
     sessions.end(open_store(), sessions.session_id(request.cookies.get(sessions.COOKIE, "")))
-    response = RedirectResponse("/", status_code=303)
+    response = RedirectResponse(_same_site_path(request.query_params.get("next")), status_code=303)
     response.delete_cookie(sessions.COOKIE, path="/")
     return response
 

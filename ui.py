@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import streamlit as st
 
@@ -24,8 +24,14 @@ def store() -> Store:
     return _store_for(str(config.home()))
 
 
+def _lang_in_url() -> str | None:
+    """The language a redirect of ours carried (?lang=zh): a new browser session starts in it."""
+    wanted = st.query_params.get("lang")
+    return wanted if wanted in LANGUAGES else None
+
+
 def lang() -> str:
-    return st.session_state.get("lang") or st.session_state.get("ui_lang") or DEFAULT
+    return st.session_state.get("lang") or st.session_state.get("ui_lang") or _lang_in_url() or DEFAULT
 
 
 def tr(key: str, **values) -> str:
@@ -33,8 +39,8 @@ def tr(key: str, **values) -> str:
 
 
 def language_picker() -> None:
-    if "lang" not in st.session_state and st.session_state.get("ui_lang"):
-        st.session_state["lang"] = st.session_state["ui_lang"]
+    if "lang" not in st.session_state and (st.session_state.get("ui_lang") or _lang_in_url()):
+        st.session_state["lang"] = st.session_state.get("ui_lang") or _lang_in_url()
     st.sidebar.selectbox(tr("sidebar.language"), list(LANGUAGES), key="lang", format_func=LANGUAGES.get)
     # A plain copy survives runs in which the sidebar widget is not drawn.
     st.session_state["ui_lang"] = st.session_state["lang"]
@@ -201,9 +207,16 @@ def _go(path: str) -> None:
     st.stop()
 
 
+def _keeping_language(path: str, query: str = "") -> str:
+    """`path` with its query and the current language, so that the page after a redirect (a
+    new browser session) is in the same language."""
+    params = [(k, v) for k, v in parse_qsl(query) if k != "lang"] + ([("lang", lang())] if lang() != DEFAULT else [])
+    return path + (f"?{urlencode(params)}" if params else "")
+
+
 def _this_page() -> str:
     url = urlsplit(st.context.url if isinstance(st.context.url, str) else "/")
-    return url.path + (f"?{url.query}" if url.query else "")
+    return _keeping_language(url.path, url.query)
 
 
 def sign_in_gate() -> dict:
@@ -317,7 +330,7 @@ def signed_in_box() -> None:
         if _oidc_configured():
             st.logout()
             st.stop()
-        _go("/session/end")
+        _go("/session/end?" + urlencode({"next": _keeping_language("/")}))
 
 
 def change_requests(kinds: tuple[str, ...], dataset_id: int | None, describe) -> None:

@@ -1,24 +1,33 @@
-"""Load on the REST API: concurrent clients scoring single transactions against the one server
-(UI and API in one process) on the demo data.
+"""Load on the one server (UI and REST API in one process) with locust, on the demo data:
 
-    python bench/api_load.py [--clients 20] [--requests 15]
+    pip install -r bench/requirements.txt
+    python bench/api_load.py [--users 20] [--seconds 45] [--wait 1.0] [--no-browser]
 
-Prepares a workspace (demo data, a default model promoted to champion, an analyst's API key),
-starts serve.py, then measures one client alone (the baseline) and `--clients` clients at
-once, each sending `--requests` single-transaction POST /score calls. Prints p50 and p99
-latency, errors and the ratio of concurrent to single-client p50. (The issue's locust run with
-a training browser session beside it is still to come; this is the plain-threads version.)
+Prepares a workspace (100k demo rows, a default model promoted to champion, an analyst's API
+key and a local account), starts serve.py, then runs locust (bench/locustfile.py) three times:
+  1. baseline - one user scoring single transactions back to back;
+  2. paced    - `--users` users, each sending one request every `--wait` seconds, while a
+                headless Chromium session trains models on the Compare page and a second page
+                keeps opening the Data and Monitor pages (the UI's response time is measured);
+  3. flat out - `--users` users back to back (the server's capacity), no browser.
+Prints p50 / p99 latency, errors, requests per second and ratios against the baseline.
 """
 import argparse
+import csv
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from _common import demo_file
+from _common import ROOT, demo_file
 
+from scripts.browser import ARGS, CHROMIUM, sign_in
 from serve import background
+
+TRAINER, PASSWORD = "trainer", "bench-trainer-password"
 
 
 def prepare(home: Path) -> str:
@@ -30,59 +39,93 @@ def prepare(home: Path) -> str:
     model = models.train(store, "bank", kinds=["default"])["models"][0]
     champion.promote(store, "bank", model["model_id"], "bench", "load test")
     people.add_user(store, "bench", "analyst", None)
+    people.add_user(store, TRAINER, "analyst", PASSWORD)
     key = people.create_key(store, "bench")["key"]
     store.close()
     return key
 
 
-def run(url: str, key: str, clients: int, per_client: int, tag: str) -> tuple[list[float], int]:
-    import requests
-    latencies, errors = [], []
-
-    def client(c):
-        session = requests.Session()
-        for i in range(per_client):
-            body = {"dataset": "bank", "transactions": [{
-                "transaction_id": f"{tag}-{c}-{i}", "customer_id": f"U{(c * 37 + i) % 2000:06d}",
-                "timestamp": "2024-05-01 10:00:00", "amount": 100.0 + i, "channel": "mobile_banking",
-                "counterparty_id": "M01002"}]}
-            start = time.perf_counter()
-            r = session.post(url + "/api/v1/score", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=120)
-            latencies.append(time.perf_counter() - start)
-            if r.status_code != 200:
-                errors.append(r.status_code)
-
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return latencies, len(errors)
+def start_locust(url: str, key: str, users: int, seconds: int, wait: float, out: Path) -> subprocess.Popen:
+    env = {**os.environ, "RISKDESK_BENCH_KEY": key, "RISKDESK_BENCH_WAIT": str(wait)}
+    return subprocess.Popen([sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
+                             "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--host", url,
+                             "--csv", str(out), "--only-summary", "--loglevel", "WARNING"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def summary(name: str, latencies: list[float], errors: int, seconds: float) -> float:
-    p50 = statistics.median(latencies)
-    p99 = statistics.quantiles(latencies, n=100)[98] if len(latencies) >= 2 else p50
-    print(f"{name:<12} {len(latencies):>5} requests  p50 {p50 * 1000:7.0f} ms  p99 {p99 * 1000:7.0f} ms  "
-          f"errors {errors}  {len(latencies) / seconds:6.1f} req/s")
-    return p50
+def result(out: Path) -> dict:
+    with open(f"{out}_stats.csv", encoding="utf-8") as f:
+        row = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
+    return {"requests": int(row["Request Count"]), "errors": int(row["Failure Count"]),
+            "p50": float(row["50%"]), "p99": float(row["99%"]), "rps": float(row["Requests/s"])}
+
+
+def show(name: str, r: dict, base: dict | None = None) -> None:
+    ratio = f"  p50 x{r['p50'] / base['p50']:.1f} of the baseline" if base else ""
+    print(f"{name:<34} {r['requests']:>6} requests  p50 {r['p50']:6.0f} ms  p99 {r['p99']:6.0f} ms  "
+          f"errors {r['errors']}  {r['rps']:5.1f} req/s{ratio}", flush=True)
+
+
+def paced_with_training(url: str, key: str, args, out: Path) -> tuple[dict, list[float], float | None]:
+    """Locust users scoring while one browser session trains and another opens pages."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        trainer = browser.new_page(viewport={"width": 1400, "height": 1000})
+        sign_in(trainer, url + "/compare", TRAINER, PASSWORD)
+        trainer.get_by_role("button", name="Train and compare").wait_for(timeout=120_000)
+        trials = trainer.get_by_label("Trials", exact=True)
+        trials.fill("5")
+        trials.press("Enter")
+        trainer.wait_for_timeout(1000)
+        viewer = browser.new_page(viewport={"width": 1400, "height": 1000})
+        sign_in(viewer, url, TRAINER, PASSWORD)
+        locust = start_locust(url, key, args.users, args.seconds, args.wait, out)
+        time.sleep(3)                                    # the users are all running
+        started = time.perf_counter()
+        trainer.get_by_role("button", name="Train and compare").click()
+        pages, trained = [], None
+        while locust.poll() is None:
+            for path, heading in (("/data", "Datasets"), ("/monitor", "Monitor")):
+                t = time.perf_counter()
+                viewer.goto(url + path)
+                viewer.get_by_role("heading", name=heading).first.wait_for(timeout=120_000)
+                pages.append(time.perf_counter() - t)
+            if trained is None and trainer.get_by_text("Trained 3 models").count():
+                trained = time.perf_counter() - started
+        if trained is None:
+            trainer.get_by_text("Trained 3 models").wait_for(timeout=600_000)
+            trained = time.perf_counter() - started
+        browser.close()
+    return result(out), pages, trained
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--clients", type=int, default=20)
-    ap.add_argument("--requests", type=int, default=15)
+    ap.add_argument("--users", type=int, default=20)
+    ap.add_argument("--seconds", type=int, default=45)
+    ap.add_argument("--wait", type=float, default=1.0, help="seconds each paced user waits between requests")
+    ap.add_argument("--no-browser", action="store_true", help="no training browser session beside the paced run")
     args = ap.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="bench_api_")) / "ws"
-    key = prepare(home)
-    with background(home) as url:
-        run(url, key, 1, 3, "warm")
-        start = time.perf_counter()
-        alone = summary("1 client", *run(url, key, 1, args.requests, "one"), time.perf_counter() - start)
-        start = time.perf_counter()
-        together = summary(f"{args.clients} clients", *run(url, key, args.clients, args.requests, "many"),
-                           time.perf_counter() - start)
-        print(f"ratio p50 concurrent / alone: {together / alone:.1f}  (goal: p99 <= 100 ms, 0 errors)")
+    tmp = Path(tempfile.mkdtemp(prefix="bench_api_"))
+    key = prepare(tmp / "ws")
+    with background(tmp / "ws", log=tmp / "server.log") as url:
+        start_locust(url, key, 1, 5, 0, tmp / "warm").wait()
+        start_locust(url, key, 1, args.seconds, 0, tmp / "base").wait()
+        base = result(tmp / "base")
+        show("1 user, back to back (baseline)", base)
+        if args.no_browser:
+            start_locust(url, key, args.users, args.seconds, args.wait, tmp / "paced").wait()
+            paced, pages, trained = result(tmp / "paced"), [], None
+        else:
+            paced, pages, trained = paced_with_training(url, key, args, tmp / "paced")
+        show(f"{args.users} users, 1 per {args.wait:g} s each" + (" + training" if trained else ""), paced, base)
+        if pages:
+            print(f"{'UI page opened while training':<34} {len(pages):>6} times     median {statistics.median(pages):5.1f} s"
+                  f"  max {max(pages):5.1f} s   (training 3 models took {trained:.0f} s)")
+        start_locust(url, key, args.users, args.seconds, 0, tmp / "flat").wait()
+        show(f"{args.users} users, back to back", result(tmp / "flat"), base)
+    print("goal: p99 <= 100 ms for single-transaction scoring, 0 errors, the UI responsive")
 
 
 if __name__ == "__main__":

@@ -102,7 +102,6 @@ def queue(store: Store, model_id: str, start=None, end=None, bands=None, rule: s
     from .features import build_features
     model = models.get_model(store, model_id)
     ensure_scored(store, model_id)
-    table = store.scalar("SELECT table_name FROM datasets WHERE id = ?", [model["dataset_id"]])
     fs = build_features(store, models.model_dataset(store, model)["name"], feature_config(model))
     verify = model["threshold"] if verify is None else verify
     block = model["block_threshold"] if block is None else block

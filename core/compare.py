@@ -84,7 +84,7 @@ def suggest_threshold(frame, review_cost: float) -> dict:
             "cost_without_review": float(nothing["cost"]), "curve": curve}
 
 
-def bands(frame, verify: float, block: float | None) -> "pd.DataFrame":
+def bands(frame, verify: float, block: float | None):
     """Share of traffic, frauds and fraud amount in PASS / VERIFY / BLOCK under the hybrid
     decision (BLOCK rules first, then the score bands)."""
     import pandas as pd

@@ -94,7 +94,6 @@ def forget(model_id: str) -> None:
 def feature_rows(store: Store, lm: Loaded, ids: list[str]):
     """Features (model column order, encoded) and the raw values of the given transactions, in
     the order given. Unknown ids raise, naming the first."""
-    import pandas as pd
     cols = ", ".join(quote_ident(n) for n in lm.names)
     frame = store.df(f"SELECT transaction_id, {cols} FROM {lm.fs['table']} "
                      f"WHERE transaction_id IN (SELECT unnest(CAST(? AS VARCHAR[])))", [list(map(str, ids))])

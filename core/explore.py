@@ -200,7 +200,6 @@ def segments(store: Store, ds: dict, k: int = 5, as_of=None, days: int = 90, see
     """KMeans segments of customers on point-in-time profiles: each customer's behaviour in
     the `days` before `as_of` (default: the end of the data), nothing after. Returns the
     segment table and a sample of points for a scatter."""
-    import pandas as pd
     from sklearn.cluster import KMeans
     from sklearn.preprocessing import StandardScaler
 

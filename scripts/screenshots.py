@@ -13,9 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from serve import background  # noqa: E402  (the project root is on the path only now)
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+from scripts.browser import ARGS, CHROMIUM  # noqa: E402  (the project root is on the path only now)
+from serve import background  # noqa: E402
 PAGES = [("", "Data", "数据"), ("explore", "Explore", "探索"), ("rules", "Rules", "规则"),
          ("compare", "Compare models", "模型对比"), ("monitor", "Monitor", "监控"), ("queue", "Review queue", "审核队列"),
          ("case", "Transaction", "交易详情"), ("audit", "Audit log", "审计日志"), ("people", "People", "用户")]
@@ -42,7 +41,7 @@ def main():
     with background(args.home) as url:
         from playwright.sync_api import sync_playwright
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             for lang, index in (("en", 1), ("zh", 2)):
                 pg = browser.new_page(viewport={"width": 1400, "height": 1000})
                 pg.goto(url)

@@ -73,3 +73,27 @@ def trained(tmp_path_factory):
     ingest(store, DEMO_FILE, "demo")
     result = models.train(store, "demo", kinds=models.KINDS, trials=3, imbalance="smote")
     return store, result
+
+
+USER, PASSWORD = "alice", "riskdesk-e2e-password"     # the browser tests' administrator
+
+
+def serve_workspace(tmp_path):
+    """The server on tmp_path/ws, with the administrator USER to sign in as: yields (url, tmp_path)."""
+    from scripts.browser import CHROMIUM
+    from serve import background
+    assert os.path.exists(CHROMIUM), "Debian's chromium is required (apt-get install chromium); see .ci/run"
+    from core import people
+    from core.store import Store
+    store = Store(tmp_path / "ws")          # before the server holds the file
+    if people.get_user(store, USER) is None:
+        people.add_user(store, USER, "admin", PASSWORD)
+    store.close()
+    with background(tmp_path / "ws", log=tmp_path / "server.log", threads=1) as url:
+        yield url, tmp_path
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A browser test's server on its own workspace."""
+    yield from serve_workspace(tmp_path)

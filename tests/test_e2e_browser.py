@@ -6,33 +6,11 @@ import sys
 
 import pytest
 
-from conftest import ROOT
-from serve import background
+from conftest import PASSWORD, ROOT, USER, serve_workspace
+from scripts.browser import ARGS, CHROMIUM
+from scripts.browser import sign_in as sign_in_as
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 SHOTS = ROOT / "tests" / "screenshots"
-
-
-@pytest.fixture
-def server(tmp_path):
-    yield from _serve(tmp_path)
-
-
-USER, PASSWORD = "alice", "riskdesk-e2e-password"
-
-
-def _serve(tmp_path):
-    assert os.path.exists(CHROMIUM), "Debian's chromium is required (apt-get install chromium); see .ci/run"
-    from core import people
-    from core.store import Store
-    store = Store(tmp_path / "ws")          # an administrator to sign in as (before the server holds the file)
-    if people.get_user(store, USER) is None:
-        people.add_user(store, USER, "admin", PASSWORD)
-    store.close()
-    with background(tmp_path / "ws", log=tmp_path / "server.log", threads=1) as url:
-        yield url, tmp_path
 
 
 @pytest.fixture
@@ -92,7 +70,7 @@ def demo_server(tmp_path):
     """The app on a workspace that already holds the demo data (loaded through the CLI)."""
     env = {**os.environ, "RISKDESK_HOME": str(tmp_path / "ws")}
     subprocess.run([sys.executable, "-m", "core", "demo"], cwd=ROOT, env=env, check=True, capture_output=True)
-    yield from _serve(tmp_path)
+    yield from serve_workspace(tmp_path)
 
 
 @pytest.fixture
@@ -106,16 +84,8 @@ def demo_page(demo_server):
 
 
 def sign_in(pg, target, user=USER, password=PASSWORD):
-    """Open `target` (a new browser session) and sign in with the local account, unless the
-    session cookie already signs the browser in."""
-    pg.goto(target)
-    form, signed_in = pg.get_by_label("User name", exact=True), pg.get_by_text("Signed in as")
-    form.or_(signed_in).first.wait_for(timeout=60_000)
-    if form.is_visible():
-        form.fill(user)
-        pg.get_by_label("Password", exact=True).fill(password)
-        pg.get_by_role("button", name="Sign in").click()
-    signed_in.wait_for(timeout=60_000)
+    """Open `target` signed in with the test's local account."""
+    sign_in_as(pg, target, user, password)
 
 
 def settle(pg, timeout=60_000):
@@ -260,7 +230,7 @@ def champion_server(tmp_path):
     model = models.train(store, "bank", kinds=["default"])["models"][0]
     champion.promote(store, "bank", model["model_id"], "alice", "first model in production")
     store.close()
-    yield from _serve(tmp_path)
+    yield from serve_workspace(tmp_path)
 
 
 def test_the_daily_loop_append_score_monitor_decide_and_retrain(champion_server):

@@ -2,13 +2,13 @@
 is dead after sign-out; an OpenID Connect sign-in (oidc-provider-mock as the identity provider)
 records a decision under that identity, and its identity cookie cannot be replayed after
 sign-out."""
-import threading
 
 import pytest
 
 from core.store import Store
 from serve import background, free_port
-from test_e2e_browser import ARGS, CHROMIUM, SHOTS, server, settle, sign_in  # noqa: F401 (server: a fixture)
+from scripts.browser import ARGS, CHROMIUM
+from test_e2e_browser import SHOTS, settle, sign_in
 
 
 @pytest.fixture

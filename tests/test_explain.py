@@ -158,7 +158,7 @@ def test_confirmed_decisions_become_training_labels(tmp_path, small_demo_csv):
     cases.record(store, 1, normal, "confirmed_fraud", "alice")
     cases.record(store, 1, normal, "escalate", "bob")          # not conclusive: the confirmation stands
     assert labels.confirmed_label_count(store, 1) == 2
-    frame = models._load(store, fs, None)
+    frame = models.load_frame(store, fs, None)
     trained_on = dict(zip(frame.ids, frame.y))
     assert trained_on[fraud] == 0 and trained_on[normal] == 1
     store.close()

@@ -1,7 +1,6 @@
 """Loading odd-but-valid files, reject reporting, duplicates by SHA-256, atomicity."""
 import json
 
-import duckdb
 import pytest
 
 from core.datasets import delete_dataset, get_dataset, list_datasets, page_rows, rejects_frame

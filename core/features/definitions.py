@@ -295,7 +295,7 @@ def _standard(config: FeatureConfig, roles: set[str], extras: list[dict]) -> Def
                       f"该{zh}在标签延迟之前 {n} 天内已标注交易的欺诈占比", rule, rule_zh)
                 b.add(f"{short}_labelled_{n}d", family,
                       f"CASE WHEN {role} IS NOT NULL THEN count(known_label) OVER {win} END",
-                      f"Labelled transactions of this {en} behind that share", f"上述占比所依据的已标注交易数",
+                      f"Labelled transactions of this {en} behind that share", "上述占比所依据的已标注交易数",
                       rule, rule_zh)
     if "categorical" in fam:
         for role, en, zh in (("channel", "Channel", "渠道"), ("transaction_type", "Transaction type", "交易类型")):
@@ -346,7 +346,7 @@ def _handbook(config: FeatureConfig, roles: set[str]) -> Definition:
                   f"终端在延迟期前 {n} 天的交易笔数（手册）", rule, rule_zh)
             b.add(f"TERMINAL_ID_RISK_{n}DAY_WINDOW", "counterparty",
                   f"coalesce(sum(known_label) OVER {win} / NULLIF(count(*) OVER {win}, 0), 0)",
-                  f"Terminal's fraud share in that window (handbook)", f"终端在该窗口的欺诈占比（手册）", rule, rule_zh)
+                  "Terminal's fraud share in that window (handbook)", "终端在该窗口的欺诈占比（手册）", rule, rule_zh)
     return b
 
 
