@@ -125,7 +125,7 @@ def write_scores(frame, out) -> dict:
         raise RiskdeskError(f"{out.name}: --out must end in .csv or .parquet")
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".csv":
-        from .export import safe_csv_bytes
+        from ..export import safe_csv_bytes
         out.write_bytes(safe_csv_bytes(frame))
     else:
         frame.to_parquet(out, index=False)
