@@ -3,7 +3,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import current_user, dataset_picker, language_picker, model_picker, sign_in_gate, signed_in_box, tr
+from ui import dataset_picker, language_picker, model_picker, restore_session, sign_in_gate, signed_in_box, tr
 
 # a local icon: a Material icon as favicon would be fetched from a public font host
 st.set_page_config(page_title="riskdesk", page_icon=str(Path(__file__).resolve().parent / "assets" / "riskdesk.png"),
@@ -23,7 +23,7 @@ pages = [
     st.Page("pages/people.py", title=tr("nav.people"), icon=":material/group:", url_path="people"),
 ]
 # the page is resolved before signing in, so that a deep link (/compare) opens after it
-navigation = st.navigation(pages, position="sidebar" if current_user() else "hidden")
+navigation = st.navigation(pages, position="sidebar" if restore_session() else "hidden")
 sign_in_gate()
 st.sidebar.title(tr("app.title"))
 st.sidebar.caption(tr("app.tagline"))

@@ -216,7 +216,19 @@ def _keeping_language(path: str, query: str = "") -> str:
 
 def _this_page() -> str:
     url = urlsplit(st.context.url if isinstance(st.context.url, str) else "/")
-    return _keeping_language(url.path, url.query)
+    return _keeping_language(url.path or "/", url.query)
+
+
+def restore_session() -> dict | None:
+    """The person the browser's session cookie signs in (a reload, a new tab), if any."""
+    from core import sessions
+    if current_user() is None and not _oidc_configured():
+        cookie = st.context.cookies.get(sessions.COOKIE)
+        live = sessions.lookup(store(), sessions.session_id(cookie)) if isinstance(cookie, str) else None
+        if live is not None:
+            st.session_state.pop("auth_message", None)
+            return _start_session(live)
+    return current_user()
 
 
 def sign_in_gate() -> dict:
@@ -235,12 +247,8 @@ def sign_in_gate() -> dict:
             return user
         st.session_state.pop("user", None)
         st.session_state["auth_message"] = tr("auth.expired", hours=sessions.SESSION_HOURS)
-    if not _oidc_configured():
-        cookie = st.context.cookies.get(sessions.COOKIE)
-        live = sessions.lookup(db, sessions.session_id(cookie)) if isinstance(cookie, str) else None
-        if live is not None:
-            st.session_state.pop("auth_message", None)
-            return _start_session(live)
+    if restore_session() is not None:
+        return current_user()
     st.title(tr("auth.title"))
     st.caption(tr("auth.intro"))
     if st.session_state.get("auth_message"):

@@ -1,7 +1,8 @@
-"""Settings read from the environment: workspace location and thread counts."""
+"""Settings read from the environment: workspace location, thread counts and the memory cap."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 
@@ -36,5 +37,58 @@ def model_threads(rows: int) -> int:
     return 1 if rows < SMALL_TRAINING_ROWS else threads()
 
 
+# Above this many labelled rows in the training period, models train on every fraud and a
+# weighted, time-stratified sample of normal transactions (RISKDESK_TRAIN_ROWS overrides it).
+TRAIN_ROWS = 2_000_000
+
+
+def train_row_limit() -> int:
+    """Training rows above which the training period is sampled (RISKDESK_TRAIN_ROWS)."""
+    from .errors import RiskdeskError
+    text = os.environ.get("RISKDESK_TRAIN_ROWS")
+    if not text:
+        return TRAIN_ROWS
+    if not text.strip().isdigit() or int(text) < 1000:
+        raise RiskdeskError(f"RISKDESK_TRAIN_ROWS={text!r} must be a whole number of at least 1000")
+    return int(text)
+
+
 # Largest upload the app accepts, in MB (mirrors .streamlit/config.toml server.maxUploadSize).
 UPLOAD_LIMIT_MB = 1024
+
+
+# DuckDB's memory cap when RISKDESK_MEMORY is not set: this share of the machine's RAM (DuckDB's
+# own default is 80%, which leaves too little for pandas, LightGBM and the browser beside it).
+MEMORY_SHARE = 0.5
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb|kib|mib|gib|tib|k|m|g|t)?\s*$", re.IGNORECASE)
+_UNITS = {"b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
+          "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40}
+
+
+def machine_memory() -> int:
+    """Physical memory of this machine, in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def memory_limit() -> int:
+    """The memory riskdesk plans to stay within, in bytes: RISKDESK_MEMORY (4GB, 512MB, 2.5GiB),
+    default MEMORY_SHARE of the machine's RAM. DuckDB is capped at it and spills to the
+    workspace's tmp/ folder beyond it; steps that hold data in Python check it before starting."""
+    from .errors import RiskdeskError
+    text = os.environ.get("RISKDESK_MEMORY")
+    if not text:
+        return int(machine_memory() * MEMORY_SHARE)
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise RiskdeskError(f"RISKDESK_MEMORY={text!r} is not a size like 4GB or 512MB")
+    size = int(float(m.group(1)) * _UNITS[(m.group(2) or "b").lower()])
+    if size < 256 * 2 ** 20:
+        raise RiskdeskError(f"RISKDESK_MEMORY={text!r} is below the 256MB riskdesk needs")
+    return size
+
+
+def duckdb_config(workspace: Path | None = None) -> dict:
+    """Settings for every DuckDB connection: threads, the memory cap, and spilling to the
+    workspace's tmp/duckdb folder."""
+    spill = Path(workspace or home()) / "tmp" / "duckdb"
+    return {"threads": threads(), "memory_limit": f"{memory_limit() // 2 ** 20}MiB", "temp_directory": str(spill)}

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
+from . import config
 
 import numpy as np
 
@@ -327,7 +328,7 @@ def write_sample(out: str | Path, rows: int = 100_000, seed: int = 42) -> dict:
         raise RiskdeskError("--rows must be at least 100")
     frame = generate(rows, seed)
     out.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect()
+    con = duckdb.connect(config=config.duckdb_config())
     con.register("frame", frame)
     fmt = "(FORMAT parquet)" if out.suffix.lower() == ".parquet" else "(FORMAT csv, HEADER true)"
     con.execute(f"COPY frame TO '{str(out).replace(chr(39), chr(39) * 2)}' {fmt}")

@@ -255,10 +255,7 @@ class Store:
             (self.home / sub).mkdir(exist_ok=True)
         self.path = self.home / DB_FILE
         try:
-            self._con = duckdb.connect(str(self.path), config={
-                "threads": config.threads(),
-                "temp_directory": str(self.home / "tmp" / "duckdb"),
-            })
+            self._con = duckdb.connect(str(self.path), config=config.duckdb_config(self.home))
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise WorkspaceBusy(

@@ -7,6 +7,7 @@ import pytest
 
 from core.store import Store
 from serve import background, free_port
+from conftest import PASSWORD, USER
 from scripts.browser import ARGS, CHROMIUM
 from test_e2e_browser import SHOTS, settle, sign_in
 
@@ -41,6 +42,13 @@ def test_a_local_session_survives_a_reload_and_its_cookie_is_refused_after_sign_
     other.get_by_role("heading", name="Sign in to riskdesk").wait_for(timeout=60_000)
     settle(other)
     assert "Signed in as" not in other.locator("body").inner_text()
+    # the language chosen on the sign-in form stays after the redirects that set the cookie
+    other.locator('section[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    other.get_by_role("option", name="简体中文").click()
+    other.get_by_label("用户名", exact=True).fill(USER)
+    other.get_by_label("密码", exact=True).fill(PASSWORD)
+    other.get_by_role("button", name="登录").click()
+    other.get_by_text("当前登录").wait_for(timeout=60_000)
 
 
 @pytest.fixture

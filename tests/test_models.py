@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT
+from core.errors import RiskdeskError
 from core import compare, metrics, models
 from core import rules as rules_mod
 from core.features import build_features
@@ -191,4 +192,47 @@ def test_models_belong_to_the_dataset_not_its_name(tmp_path, small_demo_csv):
     with pytest.raises(RiskdeskError, match="was deleted"):
         models.score(store, model_id)
     assert len(models.score(store, model_id, dataset="d")) == len(pd.read_csv(small_demo_csv))
+    store.close()
+
+
+def test_a_large_training_period_is_sampled_with_every_fraud_and_weights_that_restore_each_day(
+        tmp_path, small_demo_csv, monkeypatch):
+    from core import models
+    from core.features import FeatureConfig, build_features
+    from core.ingest import ingest
+    from core.models.frames import load_frame, sampling_plan
+    from core.store import Store
+    store = Store(tmp_path / "ws")
+    ingest(store, small_demo_csv, "d")
+    full = models.train(store, "d", kinds=["default"])["models"][0]
+    assert full["params"]["sampling"] is None
+    monkeypatch.setenv("RISKDESK_TRAIN_ROWS", "1000")
+    sampled = models.train(store, "d", kinds=["default"])["models"][0]
+    plan = sampled["params"]["sampling"]
+    assert plan["rows"] == full["metrics"]["train_rows"] and abs(plan["kept_rows"] - 1000) <= 100   # rounding per day
+    assert sampled["metrics"]["test"]["rows"] == full["metrics"]["test"]["rows"]          # metrics: every row
+    assert sampled["split"] == full["split"]
+    fs = build_features(store, "d", FeatureConfig())
+    split = models.Split(**{**full["split"], "train": tuple(full["split"]["train"]), "test": tuple(full["split"]["test"]),
+                            "valid": tuple(full["split"]["valid"])})
+    every = load_frame(store, fs, split.train)
+    kept = load_frame(store, fs, split.train, sample=sampling_plan(store, fs, split.train, 1000))
+    assert kept.y.sum() == every.y.sum() and (kept.weight[kept.y == 1] == 1).all()          # every fraud, weight 1
+    for day in set(every.day):                      # each day's normals are represented by their weights
+        normals = ((every.day == day) & (every.y == 0)).sum()
+        assert abs(kept.weight[(kept.day == day) & (kept.y == 0)].sum() - normals) < 1e-6
+    store.close()
+
+
+def test_training_says_before_starting_when_the_evaluation_periods_exceed_the_memory_cap(
+        tmp_path, small_demo_csv, monkeypatch):
+    from core import config, models
+    from core.ingest import ingest
+    from core.store import Store
+    store = Store(tmp_path / "ws")
+    ingest(store, small_demo_csv, "d")
+    monkeypatch.setattr(config, "memory_limit", lambda: 1_000_000)
+    with pytest.raises(RiskdeskError, match="RISKDESK_MEMORY"):
+        models.train(store, "d", kinds=["default"])
+    assert models.list_models(store, "d") == []
     store.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .. import config
 from ..errors import RiskdeskError
 from ..schema import ROLES, check_mapping, header_hints, normalise_header
 from .parse import (DEFAULT_TIME_ORIGIN, MAX_YEAR, MIN_YEAR, TIME_UNITS, YEAR_LAST_REGEX, ParseOptions, label_expr,
@@ -204,7 +205,7 @@ def profile_columns(info: SourceInfo, rows: int = PROFILE_ROWS) -> dict[str, Pro
     query, then date, label and number-format stats for the columns that may need them."""
     import duckdb
     profiles = {h: Profile(h, info.dtypes[i]) for i, h in enumerate(info.headers)}
-    con = duckdb.connect()
+    con = duckdb.connect(config=config.duckdb_config())
     stage = Stage(con)
     try:
         relation, params = source_relation(stage, info, limit=rows, tmp_dir=info.path.parent)
@@ -378,7 +379,7 @@ def _date_order_counts(info: SourceInfo, column: str) -> tuple[int, int, int]:
     """(day-first only, month-first only, year-last dates) over the whole column."""
     import duckdb
     i = info.headers.index(column)
-    con = duckdb.connect()
+    con = duckdb.connect(config=config.duckdb_config())
     stage = Stage(con)
     try:
         relation, params = source_relation(stage, info, tmp_dir=info.path.parent)

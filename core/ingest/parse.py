@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from .. import config
 from ..errors import RiskdeskError
 from ..schema import NUMBER_ROLES, ROLES, TEXT_ROLES, VALUE_REQUIRED_ROLES
 from ..store import quote_ident
@@ -275,7 +276,7 @@ def preview_mapping(info: SourceInfo, mapping: dict[str, str], rows: int = 20, o
     for role, column in mapping.items():
         if column not in info.headers:
             raise RiskdeskError(f"{info.name} has no column {column!r} for role {role}")
-    con = duckdb.connect()
+    con = duckdb.connect(config=config.duckdb_config())
     stage = Stage(con)
     try:
         table, _ = stage_source(stage, info, limit=max(rows, 1), tmp_dir=Path(info.path).parent)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from .. import config
 from ..errors import RiskdeskError
 from ..store import quote_ident
 
@@ -351,7 +352,7 @@ def _inspect_csv(path: Path, name: str, encoding: str | None) -> SourceInfo:
 
 def _inspect_parquet(path: Path, name: str) -> SourceInfo:
     import duckdb
-    con = duckdb.connect()
+    con = duckdb.connect(config=config.duckdb_config())
     try:
         desc = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()
         rows = con.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchone()[0]
@@ -587,7 +588,7 @@ def apply_line_breaks(stage: Stage, info: SourceInfo, table: str, row_col: str, 
 def sample_rows(info: SourceInfo, rows: int = 20):
     """The first rows of a file with its own headers (all values as text)."""
     import duckdb
-    con = duckdb.connect()
+    con = duckdb.connect(config=config.duckdb_config())
     stage = Stage(con)
     try:
         table, _ = stage_source(stage, info, limit=rows, tmp_dir=Path(info.path).parent)

@@ -20,13 +20,15 @@ class Frame:
     day: np.ndarray
     ids: np.ndarray
     reviewed: np.ndarray | None = None   # the label came from a review decision, not the file
+    weight: np.ndarray | None = None     # sampled training rows: how many rows each stands for
 
 
-def load_frame(store: Store, fs: dict, period: tuple[str, str] | None, split: Split | None = None, part: str = "",
-          labelled: bool = True) -> Frame:
-    names = feature_names(fs)
-    cols = ", ".join(quote_ident(n) for n in names)
-    # A conclusive review decision overrides the file's label (confirmed decisions as labels).
+# What one row of a model's input costs in memory, per feature: pandas' float64 column, a copy
+# while encoding, LightGBM's dataset and working space.
+BYTES_PER_VALUE = 8 * 4
+
+
+def frame_filters(fs: dict, period, split, part, labelled) -> tuple[str, list, list, str]:
     join, join_params = label_sql(fs["dataset_id"])
     label = "coalesce(reviewed_label, label)"
     where, params = [], []
@@ -37,17 +39,58 @@ def load_frame(store: Store, fs: dict, period: tuple[str, str] | None, split: Sp
         where.append(f"{label} IS NOT NULL")
     if split is not None and split.method == "random":
         where.append(random_part(split, part))
-    sql = (f"SELECT transaction_id, amount, CAST(timestamp AS DATE) AS day, {label} AS label, "
-           f"reviewed_label IS NOT NULL AS reviewed, {cols} "
-           f"FROM (SELECT * FROM {fs['table']} {join})"
-           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY timestamp, transaction_id")
-    df = store.df(sql, join_params + params)
+    source = f"(SELECT * FROM {fs['table']} {join})" + (" WHERE " + " AND ".join(where) if where else "")
+    return source, join_params, params, label
+
+
+def frame_bytes(fs: dict, rows: int) -> int:
+    """Memory that `rows` rows of this feature set take as a model's input."""
+    return int(rows) * (len(feature_names(fs)) + 6) * BYTES_PER_VALUE
+
+
+def sampling_plan(store: Store, fs: dict, period, row_limit: int, seed: int = 42, split: Split | None = None,
+                  part: str = "train") -> dict | None:
+    """For a training period larger than `row_limit` labelled rows: keep every fraud and the
+    same share of each day's normal transactions (time-stratified), weighted so that they stand
+    for all of that day's normals and scores stay calibrated. None when every row fits."""
+    source, join_params, params, label = frame_filters(fs, period, split, part, True)
+    rows, frauds = store.rows(f"SELECT count(*), coalesce(sum({label}), 0) FROM {source}", join_params + params)[0]
+    if rows <= row_limit:
+        return None
+    normals = rows - frauds
+    keep = max(row_limit - frauds, min(normals, 1000))
+    return {"row_limit": int(row_limit), "rows": int(rows), "frauds": int(frauds), "normals": int(normals),
+            "normal_share": keep / normals, "seed": int(seed), "method": "all frauds; per day, the same share of "
+            "normal transactions (hash of the id), each weighted by its day's normals / kept normals"}
+
+
+def load_frame(store: Store, fs: dict, period: tuple[str, str] | None, split: Split | None = None, part: str = "",
+               labelled: bool = True, sample: dict | None = None) -> Frame:
+    """A period's features and labels (a conclusive review decision overrides the file's label),
+    in time order; with a `sample` plan (sampling_plan), its sampled rows and their weights."""
+    names = feature_names(fs)
+    cols = ", ".join(quote_ident(n) for n in names)
+    source, join_params, params, label = frame_filters(fs, period, split, part, labelled)
+    base = (f"SELECT transaction_id, timestamp, amount, CAST(timestamp AS DATE) AS day, {label} AS label, "
+            f"reviewed_label IS NOT NULL AS reviewed, {cols} FROM {source}")
+    if sample is None:
+        sql = f"SELECT *, 1.0 AS weight FROM ({base})"
+    else:
+        share = float(sample["normal_share"])
+        kept = f"greatest(1, round({share} * _day_normals))"
+        sql = (f"SELECT * EXCLUDE (_rank, _day_normals), CASE WHEN label = 1 THEN 1.0 ELSE _day_normals / {kept} "
+               f"END AS weight FROM (SELECT *, row_number() OVER (PARTITION BY day, label = 1 ORDER BY "
+               f"hash(CAST(transaction_id AS VARCHAR), {int(sample['seed'])})) AS _rank, "
+               f"count(*) OVER (PARTITION BY day, label = 1) AS _day_normals FROM ({base})) "
+               f"WHERE label = 1 OR _rank <= {kept}")
+    df = store.df(sql + " ORDER BY timestamp, transaction_id", join_params + params)
     X = df[names].copy()
     for f in fs["catalogue"]:
         if f["kind"] == "numeric":
             X[f["name"]] = X[f["name"]].astype("float64")
     return Frame(X, df["label"].to_numpy(dtype=float), df["amount"].to_numpy(dtype=float),
-                 df["day"].to_numpy(), df["transaction_id"].to_numpy(), df["reviewed"].to_numpy(dtype=bool))
+                 df["day"].to_numpy(), df["transaction_id"].to_numpy(), df["reviewed"].to_numpy(dtype=bool),
+                 df["weight"].to_numpy(dtype=float) if sample is not None else None)
 
 
 def categorical_names(fs: dict) -> list[str]:
@@ -104,4 +147,5 @@ def resample_training(X, y: np.ndarray, categorical: list[str], ratio: float, se
 
 def subset_frame(frame: Frame, mask: np.ndarray) -> Frame:
     return Frame(frame.X[mask].reset_index(drop=True), frame.y[mask], frame.amount[mask], frame.day[mask],
-                 frame.ids[mask], None if frame.reviewed is None else frame.reviewed[mask])
+                 frame.ids[mask], None if frame.reviewed is None else frame.reviewed[mask],
+                 None if frame.weight is None else frame.weight[mask])

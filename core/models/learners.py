@@ -37,23 +37,27 @@ class Binned:
         self._data = self._valid = self._pool = None
 
     def resampled(self, ratio: float):
-        """(X, y, synthetic rows) for a SMOTE ratio of fraud to normal training rows."""
+        """(X, y, weights or None, synthetic rows) for a SMOTE ratio of fraud to normal training
+        rows (by weight: a sampled normal row stands for several). Synthetic rows weigh 1."""
         if self._pool is None:
             self._pool = resample_training(self.train.X, self.train.y, self.categorical, SMOTE_MAX_RATIO, self.seed)
         X, y, made = self._pool
-        pos, neg = int((self.train.y == 1).sum()), int((self.train.y == 0).sum())
+        w = self.train.weight
+        pos = int((self.train.y == 1).sum())
+        neg = float(w[self.train.y == 0].sum()) if w is not None else int((self.train.y == 0).sum())
         take = max(0, min(made, int(min(ratio, SMOTE_MAX_RATIO) * neg) - pos))
         keep = len(self.train.y) + take
-        return X.iloc[:keep], y[:keep], take
+        return X.iloc[:keep], y[:keep], None if w is None else np.r_[w, np.ones(take)], take
 
-    def datasets(self, X=None, y=None):
+    def datasets(self, X=None, y=None, weight=None):
         import lightgbm as lgb
         cats = self.categorical or "auto"
         if X is not None:   # resampled training rows: a fresh dataset, validation binned like it
-            data = lgb.Dataset(X, y, categorical_feature=cats, free_raw_data=False)
+            data = lgb.Dataset(X, y, weight=weight, categorical_feature=cats, free_raw_data=False)
             return data, self._valid_for(data)
         if self._data is None:
-            self._data = lgb.Dataset(self.train.X, self.train.y, categorical_feature=cats, free_raw_data=False)
+            self._data = lgb.Dataset(self.train.X, self.train.y, weight=self.train.weight, categorical_feature=cats,
+                                     free_raw_data=False)
             self._valid = self._valid_for(self._data)
         return self._data, self._valid
 
@@ -71,8 +75,8 @@ def train_lgb(params: dict, rounds: int, train: Frame, categorical: list[str], v
     binned = binned or Binned(train, categorical, valid if early_stopping else None, seed)
     synthetic = 0
     if imbalance == "smote":
-        X, y, synthetic = binned.resampled(smote_ratio)
-        data, valid_data = binned.datasets(X, y)
+        X, y, weight, synthetic = binned.resampled(smote_ratio)
+        data, valid_data = binned.datasets(X, y, weight)
     else:
         data, valid_data = binned.datasets()
     params = dict(params)
@@ -120,7 +124,7 @@ def fit_logistic(train: Frame, fs: dict, balanced: bool, seed: int) -> dict:
         spec["mean"][n], spec["scale"][n] = float(v.mean()), float(v.std() or 1.0)
     model = LogisticRegression(max_iter=2000, C=1.0, class_weight="balanced" if balanced else None,
                                random_state=seed)
-    model.fit(logistic_design(X, spec), train.y.astype(int))
+    model.fit(logistic_design(X, spec), train.y.astype(int), sample_weight=train.weight)
     spec["coef"] = model.coef_[0].tolist()
     spec["intercept"] = float(model.intercept_[0])
     return spec

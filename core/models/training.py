@@ -11,13 +11,14 @@ from typing import Callable
 
 import numpy as np
 
-from .. import metrics
+from .. import config, metrics
 from .. import rules as rules_mod
 from ..datasets import get_dataset
 from ..errors import RiskdeskError
 from ..features import FeatureConfig, build_features, feature_names
 from ..store import Store
-from .frames import Frame, categorical_names, encode_categories, fit_categories, load_frame, subset_frame
+from .frames import (Frame, categorical_names, encode_categories, fit_categories, frame_bytes, frame_filters,
+                     load_frame, sampling_plan, subset_frame)
 from .learners import (SMOTE_MAX_RATIO, TUNE_EARLY_STOP, TUNE_MAX_ROUNDS, Binned, fit_logistic, lgb_params,
                        predict_logistic, train_lgb)
 from .registry import artifact_path, artifact_sha, get_model
@@ -36,6 +37,30 @@ def _thresholds(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
     verify = metrics.best_f1_threshold(y, s)
     block = max(verify, metrics.precision_threshold(y, s, 0.9, fallback=float(np.quantile(s, 0.999))))
     return verify, block
+
+
+def _labelled_rows(store: Store, fs: dict, split: Split, part: str) -> int:
+    period = getattr(split, part)
+    if period is None:
+        return 0
+    source, join_params, params, _ = frame_filters(fs, None if split.method == "random" else period, split, part, True)
+    return int(store.scalar(f"SELECT count(*) FROM {source}", join_params + params))
+
+
+def _sampling(store: Store, fs: dict, split: Split, seed: int) -> dict | None:
+    """The training sample when the training period is larger than RISKDESK_TRAIN_ROWS or than
+    what the memory cap leaves beside the validation and test periods, which always use every
+    row (raises before loading anything when even those do not fit)."""
+    evaluated = _labelled_rows(store, fs, split, "valid") + _labelled_rows(store, fs, split, "test")
+    budget = config.memory_limit() - frame_bytes(fs, evaluated)
+    if budget < frame_bytes(fs, 10_000):
+        raise RiskdeskError(f"the validation and test periods ({evaluated:,} labelled rows) need about "
+                            f"{frame_bytes(fs, evaluated) / 2 ** 30:.1f} GiB as model input, more than the memory cap "
+                            f"({config.memory_limit() / 2 ** 30:.1f} GiB, RISKDESK_MEMORY): raise it or choose "
+                            "shorter periods")
+    limit = min(config.train_row_limit(), budget // frame_bytes(fs, 1))
+    period = None if split.method == "random" else split.train
+    return sampling_plan(store, fs, period, limit, seed, split, "train")
 
 
 def train(store: Store, dataset: str, kinds=DEFAULT_KINDS, trials: int = 30, imbalance: str = "search",
@@ -63,11 +88,13 @@ def train(store: Store, dataset: str, kinds=DEFAULT_KINDS, trials: int = 30, imb
     categorical = categorical_names(fs)
 
     report(0.05, "loading periods")
+    sample = _sampling(store, fs, split, seed)
     if split.method == "random":
-        parts = {p: load_frame(store, fs, None, split, p) for p in ("train", "valid", "test")}
+        parts = {p: load_frame(store, fs, None, split, p, sample=sample if p == "train" else None)
+                 for p in ("train", "valid", "test")}
         fit_part, val_part = parts["train"], parts["valid"]
     else:
-        train_frame = load_frame(store, fs, split.train)
+        train_frame = load_frame(store, fs, split.train, sample=sample)
         test_frame = load_frame(store, fs, split.test)
         if split.valid:
             fit_part, val_part = train_frame, load_frame(store, fs, split.valid)
@@ -97,7 +124,7 @@ def train(store: Store, dataset: str, kinds=DEFAULT_KINDS, trials: int = 30, imb
             continue
         entry["train_seconds"] = time.perf_counter() - start
         step(0.95, "evaluating")
-        results.append(_register(store, entry, fs, ds, split, run_id, actor, capacity_k, parts))
+        results.append(_register(store, entry, fs, ds, split, run_id, actor, capacity_k, parts, sample))
     report(1.0, "done")
     return {"run_id": run_id, "split": split.public(), "models": results, "skipped": skipped}
 
@@ -140,7 +167,8 @@ def _tune(fit_part, val_part, parts, split, categorical, trials, imbalance, time
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     fit_pos = max(fit_part.y.sum(), 1)
-    ratio_max = max(1.0, (len(fit_part.y) - fit_pos) / fit_pos)
+    fit_neg = fit_part.weight[fit_part.y == 0].sum() if fit_part.weight is not None else len(fit_part.y) - fit_pos
+    ratio_max = max(1.0, fit_neg / fit_pos)
     history = []
     best = {"ap": -1.0}
     binned = Binned(fit_part, categorical, val_part, seed)
@@ -203,7 +231,7 @@ def _predict(entry: dict, frame: Frame, store: Store | None = None, fs: dict | N
 
 
 def _register(store: Store, entry: dict, fs: dict, ds: dict, split: Split, run_id: str, actor: str,
-              capacity_k: int, parts: dict) -> dict:
+              capacity_k: int, parts: dict, sample: dict | None) -> dict:
     kind = entry["kind"]
     model_id = f"{kind}-{run_id}"
     valid, test = parts["valid"], parts["test"]
@@ -233,7 +261,8 @@ def _register(store: Store, entry: dict, fs: dict, ds: dict, split: Split, run_i
     params = {**entry["params"], "feature_config": fs["config"], "categories": _categories_of(entry, parts),
               "history": entry.get("history"),
               "labels": {"training_rows": int(len(train_part.y)), "from_decisions": from_decisions,
-                         "from_file": int(len(train_part.y)) - from_decisions}}
+                         "from_file": int(len(train_part.y)) - from_decisions},
+              "sampling": {**sample, "kept_rows": int(len(train_part.y))} if sample else None}
     row = [model_id, kind, ds["id"], ds["name"], ds["source_sha256"], fs["version"], json.dumps(split.public()),
            json.dumps(params, default=_json_default), json.dumps(result_metrics, default=_json_default),
            float(verify), float(block) if np.isfinite(block) else None, json.dumps(feature_names(fs)), path.name,
