@@ -111,6 +111,8 @@ def cmd_features(args) -> dict:
     from .store import open_store
 
     store = open_store()
+    if args.engine == "spark":
+        return _spark_features(store, args)
     fs = build_features(store, args.dataset, NAMED[args.set])
     result = {"dataset": fs["dataset"], "feature_set": fs["version"], "name": fs["name"], "rows": fs["rows"],
               "features": feature_names(fs), "seconds": round(fs["seconds"], 3)}
@@ -119,6 +121,28 @@ def cmd_features(args) -> dict:
     result["_text"] = (f"{len(result['features'])} features for {fs['rows']:,} transactions of {fs['dataset']!r} "
                        f"(feature set {fs['version']})" + (f", written to {result['out']}" if args.out else ""))
     return result
+
+
+def _spark_features(store, args) -> dict:
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from .datasets import get_dataset
+    from .errors import RiskdeskError
+    from .features import NAMED
+    from .features.spark import spark_features
+    ds = get_dataset(store, args.dataset)
+    out = Path(args.out) if args.out else store.home / "exports" / f"features_{ds['id']}_{args.set}_spark.parquet"
+    if out.suffix.lower() != ".parquet":
+        raise RiskdeskError(f"{out.name}: --out must end in .parquet")
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=store.home / "tmp") as work:
+        result = spark_features(store, ds, NAMED[args.set], out, Path(work))
+    seconds = round(time.perf_counter() - start, 3)
+    return {"dataset": ds["name"], "rows": ds["rows"], **result, "seconds": seconds,
+            "_text": f"{result['features']} features for {ds['rows']:,} transactions of {ds['name']!r} computed on "
+                     f"Spark ({result['master']}) in {seconds:.1f} s, written to {result['out']}"}
 
 
 def _leaderboard_line(m: dict) -> str:
@@ -308,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--out", help="FILE.parquet with transaction_id and one column per feature")
     p.add_argument("--set", choices=["standard", "handbook"], default="standard")
+    p.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
+                   help="spark: the same definitions on Apache Spark (local, or RISKDESK_SPARK_MASTER)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_features)
 

@@ -109,6 +109,8 @@ class Definition:
     windows: dict[str, str] = field(default_factory=dict)
     reach: dict[str, tuple[str, int]] = field(default_factory=dict)     # window -> (key role, lookback)
     carry: set[str] = field(default_factory=set)
+    # time-range windows, for engines without interval frames: name -> (partition, seconds, end_days, exclude)
+    frames: dict[str, tuple[str, int, int, str]] = field(default_factory=dict)
 
     def window(self, name: str, spec: str, key: str, lookback: int = 0) -> str:
         self.windows[name] = spec
@@ -122,6 +124,7 @@ class Definition:
         partition = key if key == "customer_id" else _entity(key)
         spec = (f"PARTITION BY {partition} ORDER BY timestamp RANGE BETWEEN "
                 f"INTERVAL {int(seconds)} SECOND - INTERVAL 1 MICROSECOND PRECEDING AND {end} EXCLUDE {exclude}")
+        self.frames[name] = (partition, int(seconds), int(end_days), exclude)
         return self.window(name, spec, key, int(seconds))
 
     def add(self, *args, **kw) -> None:
@@ -138,6 +141,8 @@ class Definition:
         for name, spec in self.windows.items():
             if any(re.search(rf"\b{name}\b", f.sql) for f in features):
                 part.window(name, spec, *self.reach[name])
+                if name in self.frames:
+                    part.frames[name] = self.frames[name]
         part.carry = {c for c in self.carry if any(c in f.sql for f in features)}
         return part
 
@@ -367,7 +372,7 @@ def definition(config: FeatureConfig, ds: dict, store: Store) -> Definition:
 CARRY_TYPES = {"_prior_count": "BIGINT", "_prior_last": "TIMESTAMP", "_prior_block_count": "BIGINT"}
 
 
-def _select(d: Definition, source: str, keys=KEY_COLUMNS) -> str:
+def select_sql(d: Definition, source: str, keys=KEY_COLUMNS) -> str:
     cols = ", ".join(f"{f.sql} AS {quote_ident(f.name)}" for f in d.features)
     windows = ", ".join(f"{name} AS ({spec})" for name, spec in d.windows.items())
     return f"SELECT {', '.join(keys)}, {cols} FROM {source}" + (f" WINDOW {windows}" if windows else "")
@@ -388,13 +393,13 @@ def feature_sql(table: str, d: Definition, recompute_from: datetime | None = Non
 
     if recompute_from is None:
         nulls = "".join(f", NULL::{CARRY_TYPES.get(c, 'INTEGER')} AS {c}" for c in sorted(d.carry))
-        return _select(d, f"(SELECT *{nulls} FROM {rows(d)})") + " ORDER BY timestamp, transaction_id"
+        return select_sql(d, f"(SELECT *{nulls} FROM {rows(d)})") + " ORDER BY timestamp, transaction_id"
     start = f"TIMESTAMP '{recompute_from.isoformat(sep=' ')}'"
     ctes = [f"_changed AS (SELECT * FROM {table} WHERE timestamp >= {start} AND ({only}))"]
     source = {}
     for n, group in enumerate(d.groups() if grouped else [d]):
         ctes += _context(rows(group), group, recompute_from, only, f"_g{n}")
-        ctes.append(f"_g{n} AS (SELECT * EXCLUDE (timestamp) FROM ({_select(group, f'_g{n}_src', ('transaction_id', 'timestamp'))}) "
+        ctes.append(f"_g{n} AS (SELECT * EXCLUDE (timestamp) FROM ({select_sql(group, f'_g{n}_src', ('transaction_id', 'timestamp'))}) "
                     f"WHERE timestamp >= {start})")
         source.update({f.name: f"_g{n}" for f in group.features})
     cols = ", ".join(f"{source[f.name]}.{quote_ident(f.name)}" for f in d.features)
