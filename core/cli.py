@@ -145,6 +145,30 @@ def _spark_features(store, args) -> dict:
                      f"Spark ({result['master']}) in {seconds:.1f} s, written to {result['out']}"}
 
 
+def _spark_score(store, args) -> dict:
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from .errors import RiskdeskError
+    from .features.spark import spark_score
+    from .models import feature_config, get_model, model_dataset
+    if args.start or args.end:
+        raise RiskdeskError("--engine spark scores every transaction: leave out --start and --end")
+    out = Path(args.out)
+    if out.suffix.lower() != ".parquet":
+        raise RiskdeskError(f"{out.name}: --engine spark writes Parquet: --out must end in .parquet")
+    model = get_model(store, args.model)
+    ds = model_dataset(store, model, args.dataset)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=store.home / "tmp") as work:
+        result = spark_score(store, model, ds, feature_config(model), out, Path(work))
+    seconds = round(time.perf_counter() - start, 3)
+    return {**result, "model_id": model["model_id"], "dataset": ds["name"], "seconds": seconds,
+            "_text": f"scored {result['rows']:,} transactions of {ds['name']!r} on Spark ({result['master']}) in "
+                     f"{seconds:.1f} s, written to {result['out']}"}
+
+
 def _leaderboard_line(m: dict) -> str:
     t = m["metrics"]["test"]
     return (f"{m['kind']:<9} AP {t['average_precision']:.3f} [{t['average_precision_ci'][0]:.3f}, "
@@ -187,6 +211,8 @@ def cmd_score(args) -> dict:
     from .models import score, write_scores
     from .store import open_store
 
+    if args.engine == "spark":
+        return _spark_score(open_store(), args)
     frame = score(open_store(), args.model, args.dataset, args.start, args.end)
     result = write_scores(frame, args.out)
     result["model_id"] = args.model
@@ -357,6 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", metavar="DATE")
     p.add_argument("--end", metavar="DATE")
     p.add_argument("--out", required=True, help="FILE.csv or FILE.parquet")
+    p.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
+                   help="spark: features and the LightGBM model on Apache Spark (Parquet out, every transaction)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_score)
 

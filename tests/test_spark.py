@@ -60,3 +60,17 @@ def test_spark_computes_the_same_features_as_duckdb(tmp_path, small_demo_csv):
             same = (x.astype(str) == y.astype(str)).to_numpy()
         differ = ~(both_null | same)
         assert not differ.any(), (column, list(a.index[differ][:5]), list(x[differ][:5]), list(y[differ][:5]))
+    # scoring at scale: the LightGBM text model applied on Spark gives the same scores
+    trained = run_cli(home, "train", "--dataset", "t", "--models", "default", "--json")
+    assert trained.returncode == 0, trained.stderr
+    model = json.loads(trained.stdout)["models"][0]
+    on_duckdb = run_cli(home, "score", "--model", model["model_id"], "--out", str(tmp_path / "scores.csv"), "--json")
+    on_spark = run_cli(home, "score", "--model", model["model_id"], "--engine", "spark", "--out",
+                       str(tmp_path / "scores.parquet"), "--json")
+    assert on_duckdb.returncode == 0 and on_spark.returncode == 0, on_duckdb.stderr + on_spark.stderr
+    ours = pd.read_csv(tmp_path / "scores.csv", dtype={"transaction_id": str}).set_index("transaction_id")
+    theirs = pd.read_parquet(tmp_path / "scores.parquet").set_index("transaction_id").loc[ours.index]
+    assert np.allclose(ours["score"], theirs["score"], rtol=1e-9, atol=1e-12)
+    from core.metrics import decide
+    bands = decide(ours["score"], model["threshold"], model["block_threshold"])
+    assert (theirs["decision"].to_numpy() == bands).all()

@@ -101,3 +101,54 @@ def spark_features(store: Store, ds: dict, config, out: Path, work: Path) -> dic
     part.replace(out)
     return {"out": str(out), "features": len(d.features), "engine": "spark",
             "master": spark.sparkContext.master}
+
+
+def _lightgbm_scorer(model_text: str, names: list[str], categories: dict[str, list]):
+    """The function mapInPandas runs on each partition: the model from its text (no pickle), the
+    columns encoded as in training (core.models.encode_categories), a probability per row. Only
+    pandas and LightGBM are needed where it runs."""
+    def score(batches):
+        import lightgbm as lgb
+        import pandas as pd
+        booster = lgb.Booster(model_str=model_text)
+        for pdf in batches:
+            X = pdf[names].copy()
+            for name in names:
+                if name in categories:
+                    X[name] = pd.Categorical(X[name].astype("object"), categories=categories[name])
+                else:
+                    X[name] = X[name].astype("float64")
+            yield pd.DataFrame({"transaction_id": pdf["transaction_id"].astype(str),
+                                "score": booster.predict(X)})
+    return score
+
+
+def spark_score(store: Store, model: dict, ds: dict, config, out: Path, work: Path) -> dict:
+    """Score every transaction of a dataset on Spark: the features from the same definitions,
+    then the model's LightGBM text applied in mapInPandas. Writes transaction_id, score and the
+    band decision (PASS / VERIFY / BLOCK from the model's thresholds; BLOCK rules are applied by
+    `score` on DuckDB only) to `out` (Parquet)."""
+    from pyspark.sql import functions as F
+    if model["kind"] not in ("default", "tuned", "forest"):
+        raise RiskdeskError(f"Spark scoring takes LightGBM models; {model['model_id']} is {model['kind']}")
+    from ..models import load_artifact
+    load_artifact(store, model)                          # its SHA-256 checked against the registry
+    text = (store.home / "models" / model["artifact"]).read_text(encoding="utf-8")
+    d = definition(config, ds, store)
+    missing = [n for n in model["features"] if n not in {f.name for f in d.features}]
+    if missing:
+        raise RiskdeskError(f"dataset {ds['name']!r} lacks features the model needs: {', '.join(missing[:5])}")
+    rows = export_rows(store, ds, work / f"rows_{ds['id']}.parquet")
+    spark = session()
+    spark.read.parquet(str(rows)).withColumn("_ts_us", F.unix_micros(F.col("timestamp").cast("timestamp"))) \
+        .createOrReplaceTempView(VIEW)
+    features = spark.sql(spark_sql(d)).select("transaction_id", *[f"`{n}`" for n in model["features"]])
+    scored = features.mapInPandas(_lightgbm_scorer(text, model["features"], model["params"]["categories"]),
+                                  "transaction_id string, score double")
+    verify, block = model["threshold"], model["block_threshold"]
+    decision = F.when(F.col("score") >= F.lit(block if block is not None else float("inf")), "BLOCK") \
+        .when(F.col("score") >= F.lit(verify), "VERIFY").otherwise("PASS")
+    scored.withColumn("decision", decision).coalesce(1).write.mode("overwrite").parquet(str(work / "spark_scores"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    next((work / "spark_scores").glob("part-*.parquet")).replace(out)
+    return {"out": str(out), "rows": ds["rows"], "engine": "spark", "master": spark.sparkContext.master}
