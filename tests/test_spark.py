@@ -72,5 +72,10 @@ def test_spark_computes_the_same_features_as_duckdb(tmp_path, small_demo_csv):
     theirs = pd.read_parquet(tmp_path / "scores.parquet").set_index("transaction_id").loc[ours.index]
     assert np.allclose(ours["score"], theirs["score"], rtol=1e-9, atol=1e-12)
     from core.metrics import decide
-    bands = decide(ours["score"], model["threshold"], model["block_threshold"])
+    from core.models import get_model
+    from core.store import Store
+    store = Store(home)
+    entry = get_model(store, model["model_id"])
+    store.close()
+    bands = decide(ours["score"], entry["threshold"], entry["block_threshold"])
     assert (theirs["decision"].to_numpy() == bands).all()

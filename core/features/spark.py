@@ -64,7 +64,12 @@ def spark_sql(d: Definition, view: str = VIEW) -> str:
 
 def session():
     """A Spark session: local on every core unless RISKDESK_SPARK_MASTER names a cluster."""
+    import sys
+
     from pyspark.sql import SparkSession
+    # Python workers (mapInPandas) run this interpreter, with its pandas, pyarrow and LightGBM
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     return (SparkSession.builder.master(os.environ.get("RISKDESK_SPARK_MASTER") or "local[*]")
             .appName("riskdesk-features").config("spark.sql.session.timeZone", "UTC")
             .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "8").getOrCreate())
