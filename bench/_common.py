@@ -14,12 +14,26 @@ sys.path.insert(0, str(ROOT))
 
 
 def demo_file(rows: int, suffix: str = ".csv") -> Path:
-    """The demo generator's output with `rows` rows, cached in bench/out/."""
+    """The demo generator's output with `rows` rows, cached in bench/out/. Above a million rows,
+    a multiple of it: the 1M file that many times over, with disjoint customers, devices and
+    transaction ids (made by DuckDB: the generator would need the whole frame in memory)."""
     from core.sample import write_sample
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"demo_{rows}{suffix}"
-    if not path.exists():
-        write_sample(path, rows=rows, seed=42)
+    if path.exists():
+        return path
+    if rows > 1_000_000 and rows % 1_000_000 == 0 and suffix == ".csv":
+        import duckdb
+        base = demo_file(1_000_000)
+        copies = rows // 1_000_000
+        con = duckdb.connect()
+        con.execute(f"COPY (SELECT trans_id || '_' || k AS trans_id, user_id || '_' || k AS user_id, "
+                    f"* EXCLUDE (trans_id, user_id, device_id), device_id || '_' || k AS device_id "
+                    f"FROM read_csv('{base}', header = true, all_varchar = true), range({copies}) r(k)) "
+                    f"TO '{path}' (FORMAT csv, HEADER true)")
+        con.close()
+        return path
+    write_sample(path, rows=rows, seed=42)
     return path
 
 

@@ -32,5 +32,6 @@ result = auditlog.entries(db, limit=size, offset=(page - 1) * size, **filters)
 st.caption(tr("audit.count", total=f"{total:,}", page=page, pages=pages))
 st.dataframe(result["rows"], hide_index=True, width="stretch",
              column_config={c: tr(f"audit.col.{c}") for c in auditlog.COLUMNS if c != "id"})
-st.download_button(tr("audit.download"), auditlog.export_csv(db, **filters), file_name="riskdesk_audit_log.csv",
+# built when clicked (deferred), not on every run of the page
+st.download_button(tr("audit.download"), lambda: auditlog.export_csv(db, **filters), file_name="riskdesk_audit_log.csv",
                    mime="text/csv", key="audit_csv")
