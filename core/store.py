@@ -328,6 +328,14 @@ class Store:
         finally:
             cur.close()
 
+    def to_parquet(self, select: str, out: Path) -> None:
+        """Write the rows of a SELECT (our own SQL, no user text) to a Parquet file."""
+        cur = self.cursor()
+        try:
+            cur.execute(f"COPY ({select}) TO '{str(out).replace(chr(39), chr(39) * 2)}' (FORMAT parquet)")
+        finally:
+            cur.close()
+
     def scalar(self, sql: str, params: list | tuple | None = None) -> Any:
         rows = self.rows(sql, params)
         return rows[0][0] if rows else None

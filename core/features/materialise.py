@@ -206,10 +206,5 @@ def export_features(store: Store, fs: dict, out) -> dict:
         raise RiskdeskError(f"{out.name}: --out must end in .parquet")
     out.parent.mkdir(parents=True, exist_ok=True)
     cols = ", ".join(["transaction_id"] + [quote_ident(n) for n in feature_names(fs)])
-    cur = store.cursor()
-    try:
-        cur.execute(f"COPY (SELECT {cols} FROM {fs['table']} ORDER BY timestamp, transaction_id) TO "
-                    f"'{str(out).replace(chr(39), chr(39) * 2)}' (FORMAT parquet)")
-    finally:
-        cur.close()
+    store.to_parquet(f"SELECT {cols} FROM {fs['table']} ORDER BY timestamp, transaction_id", out)
     return {"out": str(out), "rows": fs["rows"], "features": len(fs["catalogue"])}

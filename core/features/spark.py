@@ -78,12 +78,7 @@ def session():
 def export_rows(store: Store, ds: dict, out: Path) -> Path:
     """The dataset's rows with their known labels, as the Parquet file Spark reads."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    cur = store.cursor()
-    try:
-        cur.execute(f"COPY (SELECT * FROM {known_labels_sql(ds['table'], ds['id'])}) TO "
-                    f"'{str(out).replace(chr(39), chr(39) * 2)}' (FORMAT parquet)")
-    finally:
-        cur.close()
+    store.to_parquet(f"SELECT * FROM {known_labels_sql(ds['table'], ds['id'])}", out)
     return out
 
 
