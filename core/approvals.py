@@ -62,8 +62,7 @@ def request_promotion(store: Store, maker: str, dataset: str, model_id: str, rea
     """Ask for `model_id` to become the dataset's champion; applied (bands derived) on approval."""
     maker = _person(store, maker, "promote")
     ds, _, reason = champion.check_promotion(store, dataset, model_id, maker, reason)
-    if not 1 <= int(capacity_k) <= 1_000_000 or not 0 < float(precision_target) <= 1:
-        raise RiskdeskError("the capacity must be 1 to 1,000,000 and the precision target above 0 and at most 1")
+    champion.check_band_settings(capacity_k, precision_target)
     return _request(store, "promote", maker, {"reason": reason, "capacity_k": int(capacity_k),
                                               "precision_target": float(precision_target)},
                     dataset_id=ds["id"], subject=model_id)

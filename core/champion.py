@@ -26,15 +26,20 @@ def check_person_and_reason(person: str, reason: str) -> tuple[str, str]:
     return person, reason
 
 
+def check_band_settings(capacity_k: int, precision_target: float) -> None:
+    """Raise RiskdeskError unless the daily capacity and the precision target are usable."""
+    if not 1 <= int(capacity_k) <= 1_000_000:
+        raise RiskdeskError("the daily review capacity must be between 1 and 1,000,000")
+    if not 0 < float(precision_target) <= 1:
+        raise RiskdeskError("the precision target must be above 0 and at most 1")
+
+
 def derive_bands(store: Store, model_id: str, capacity_k: int = 50, precision_target: float = 0.9) -> dict:
     """PASS / VERIFY / BLOCK thresholds from the model's validation scores: VERIFY where the
     team would get `capacity_k` alerts a day, BLOCK where precision reaches `precision_target`
     (never below VERIFY)."""
     from . import metrics
-    if not 1 <= int(capacity_k) <= 1_000_000:
-        raise RiskdeskError("the daily review capacity must be between 1 and 1,000,000")
-    if not 0 < float(precision_target) <= 1:
-        raise RiskdeskError("the precision target must be above 0 and at most 1")
+    check_band_settings(capacity_k, precision_target)
     model = get_model(store, model_id)
     table = store.scalar("SELECT table_name FROM datasets WHERE id = ?", [model["dataset_id"]])
     frame = store.df(f"SELECT CAST(t.timestamp AS DATE) AS day, t.label AS y, s.score FROM model_scores s "
