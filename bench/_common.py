@@ -83,3 +83,14 @@ def busy_core(enabled: bool = True):
 def peak_rss_mb() -> float:
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_child(script: str, args: list[str], env: dict | None = None) -> dict:
+    """Run `script` in a fresh Python process (a whole-process measurement) and return the
+    JSON object its last line prints; exits with its error if it fails."""
+    import json
+    import subprocess
+    proc = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, cwd=ROOT, env=env)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(args)} failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

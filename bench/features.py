@@ -15,12 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from _common import OUT, ROOT, busy_core, demo_file, peak_rss_mb
+from _common import OUT, busy_core, demo_file, peak_rss_mb, run_child
 
 HAND_SQL = """
 CREATE TABLE hand AS
@@ -145,11 +143,7 @@ def main():
     with busy_core(args.busy):
         for m in methods:
             extra = ["--families", args.families] if args.families else []
-            proc = subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--child", m, str(home), *extra],
-                                  capture_output=True, text=True, cwd=ROOT)
-            if proc.returncode != 0:
-                sys.exit(f"{m} failed: {proc.stderr[-2000:]}")
-            results[m] = json.loads(proc.stdout.strip().splitlines()[-1])
+            results[m] = run_child(__file__, ["--rows", str(args.rows), "--child", m, str(home), *extra])
     print(f"rows: {args.rows:,}  busy core: {args.busy}  families: {args.families or 'all'}")
     for m, r in results.items():
         print(f"{m:7s} {r['seconds']:8.2f} s   peak RSS {r['peak_rss_mb']:7.0f} MB")

@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, busy_core, demo_file, peak_rss_mb
+from _common import ROOT, busy_core, demo_file, peak_rss_mb, run_child
 
 FLOOR_SQL = """
 CREATE TABLE floor AS
@@ -83,11 +81,7 @@ def main():
     with busy_core(args.busy):
         for method in args.only.split(","):
             with tempfile.TemporaryDirectory(dir=ROOT / "bench" / "out") as home:
-                proc = subprocess.run([sys.executable, __file__, "--rows", str(args.rows), "--child", method, home],
-                                      capture_output=True, text=True, cwd=ROOT, env=env)
-            if proc.returncode != 0:
-                sys.exit(f"{method} failed: {proc.stderr[-2000:]}")
-            results[method] = json.loads(proc.stdout.strip().splitlines()[-1])
+                results[method] = run_child(__file__, ["--rows", str(args.rows), "--child", method, home], env)
     print(f"rows: {args.rows:,}  RISKDESK_MEMORY: {args.memory or '(default)'}  busy core: {args.busy}")
     for m, r in results.items():
         print(f"{m:7s} {r['seconds']:8.2f} s   peak RSS {r['peak_rss_mb']:7.0f} MB   ({r['rows']:,} rows)")
