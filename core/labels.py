@@ -39,6 +39,13 @@ def known_labels_sql(table: str, dataset_id: int) -> str:
             f"ON r.transaction_id = CAST(t.transaction_id AS VARCHAR))")
 
 
+def reviewed_labels(store: Store, dataset_id: int) -> dict[str, int]:
+    """Each reviewed transaction's label (1 confirmed fraud, 0 legitimate): what
+    `known_labels_sql` puts in place of the file's label."""
+    return {str(tid): int(latest == "confirmed_fraud")
+            for tid, latest in store.rows(latest_conclusive_sql(), [dataset_id])}
+
+
 def newest_decision(store: Store, dataset_id: int) -> int:
     """The id of the dataset's newest review decision (0 when none): a revision of its labels."""
     return int(store.scalar("SELECT coalesce(max(decision_id), 0) FROM decisions WHERE dataset_id = ?",

@@ -1,16 +1,27 @@
 """Scoring transactions that are not stored: a REST request's rows, point in time against the
 dataset's history.
 
-The request's rows join the stored rows only inside one query: their features come from the
-same SQL as a batch's (core.features, the rows at or after the earliest request time that are
-request rows), so a transaction scores exactly as it would after being appended, and nothing
-is written. Ids already in the dataset, unknown fields, wrong types and oversized requests are
-refused with a message naming the transaction and the field.
+A request's features come from the same definitions as a batch's (core.features), over the
+stored rows its transactions can see (their customers' rows, their devices' and
+counterparties' within the longest window) plus the request's own rows, so a transaction scores
+exactly as it would after being appended, and nothing is written. For a few rows they are
+evaluated in Python (core.features.pyengine: no query to plan), else, or for a definition that
+engine cannot evaluate, by DuckDB over a temporary table. What does not change between
+requests (the dataset, the model, its feature set, the rules, the bands) is kept per workspace
+generation (core.store), so a request costs one query for its near rows.
+
+Ids already in the dataset, unknown fields, wrong types and oversized requests are refused with
+a message naming the transaction and the field.
 """
 from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
 
 from . import explain, metrics, models
 from . import rules as rules_mod
@@ -18,10 +29,13 @@ from .champion import bands, champion
 from .datasets import get_dataset
 from .errors import RiskdeskError
 from .features import definition, feature_sql
-from .labels import known_labels_sql
+from .features.definitions import Definition
+from .features.pyengine import CompiledDefinition, Rows, Unsupported, compile_condition, compile_definition
+from .labels import known_labels_sql, reviewed_labels
 from .store import Store
 
 MAX_TRANSACTIONS = 1000
+PYTHON_ROWS = 50          # requests up to this many rows are evaluated in Python
 MAX_TEXT = 200
 TEXT_ROLES = ("transaction_id", "customer_id", "channel", "transaction_type", "device_id", "counterparty_id")
 NUMBER_ROLES = ("amount", "balance_before", "balance_after")
@@ -94,17 +108,154 @@ def _rows(ds: dict, transactions) -> list[dict]:
     return rows
 
 
-def _near_sql(table: str, ds: dict, d) -> str:
-    """The stored rows a request's rows can see: all of their customers' (windows and
-    all-history carry-ins), and their counterparties' and devices' within the longest window
-    (one bound parameter per such role). Computing over these alone gives the same features
-    as over the whole table, in a fraction of the time."""
-    near = []
-    if "customer_id" in d.keys:
-        near += ["customer_id IN (SELECT customer_id FROM _request_rows)",
-                 "customer_id IS NULL AND EXISTS (SELECT 1 FROM _request_rows WHERE customer_id IS NULL)"]
-    near += [f"({k} IN (SELECT {k} FROM _request_rows) AND timestamp >= ?)" for k in sorted(d.keys - {"customer_id"})]
-    return f"SELECT * FROM {table} WHERE " + (" OR ".join(f"({c})" for c in near) or "FALSE")
+@dataclass
+class Plan:
+    """What scoring a dataset's transactions with one model needs, apart from the rows."""
+    ds: dict
+    model: dict
+    lm: explain.Loaded
+    d: Definition
+    compiled: CompiledDefinition | None         # None: DuckDB evaluates the features
+    columns: list[str]
+    rules: list[dict]
+    conditions: list | None                      # per rule: a Python function of a feature row
+    reviewed: dict[str, int]                     # transaction id -> reviewed label (core.labels)
+    verify: float
+    block: float | None
+
+
+_plans: dict[tuple, Plan] = {}
+_plans_lock = threading.Lock()
+
+
+def plan(store: Store, dataset: str, model_id: str | None = None) -> Plan:
+    """The scoring plan for a dataset and model (default: the champion, else the newest tuned
+    model), kept until anything in the workspace changes."""
+    key = (str(store.path), store.generation, dataset, model_id)
+    with _plans_lock:
+        found = _plans.get(key)
+    if found is not None:
+        return found
+    ds = get_dataset(store, dataset)
+    model = models.get_model(store, model_id) if model_id else default_model(store, dataset)
+    if model["dataset_id"] != ds["id"]:
+        raise RiskdeskError(f"model {model['model_id']} was trained on another dataset than {dataset!r}")
+    if model["kind"] not in explain.EXPLAINABLE:
+        raise RiskdeskError(f"model {model['model_id']} ({model['kind']}) does not score single transactions")
+    lm = explain.load(store, model["model_id"])
+    d = definition(models.feature_config(model), ds, store)
+    try:
+        compiled = compile_definition(d)
+    except Unsupported:
+        compiled = None
+    rules = rules_mod.current_rules(store, include_disabled=False)
+    conditions = rules_mod.conditions(rules_mod.applicable(rules, lm.fs)[0], lm.fs)
+    try:
+        compiled_rules = [(r, compile_condition(sql, tuple(params))) for r, sql, params in conditions]
+    except Unsupported:
+        compiled_rules = None
+    current = champion(store, dataset)          # the champion decides with its own bands
+    thresholds = bands(store, dataset) if current and current["model_id"] == model["model_id"] else None
+    found = Plan(ds=ds, model=model, lm=lm, d=d, compiled=compiled,
+                 columns=[r[0] for r in store.rows(f"DESCRIBE {ds['table']}")], rules=rules,
+                 conditions=compiled_rules, reviewed=reviewed_labels(store, ds["id"]),
+                 verify=thresholds["verify_threshold"] if thresholds else model["threshold"],
+                 block=thresholds["block_threshold"] if thresholds else model["block_threshold"])
+    with _plans_lock:
+        for stale in [k for k in _plans if k[0] == key[0] and k[1] != key[1]]:
+            del _plans[stale]
+        _plans[key] = found
+    return found
+
+
+def _near(table: str, d: Definition, rows: list[dict]) -> tuple[str, list]:
+    """A SELECT (and its values) of the stored rows a request's rows can see: all of their
+    customers' rows (windows and all-history carry-ins), and their counterparties' and
+    devices' within the longest window. Computing over these alone gives the same features as
+    over the whole table. One branch per key, so each filters its own scan."""
+    branches, params = [], []
+    since = min(r["timestamp"] for r in rows) - timedelta(seconds=d.lookback)
+    for k in sorted(d.keys):
+        values = sorted({r[k] for r in rows if r.get(k) is not None})
+        if values:
+            branches.append(f"SELECT * FROM {table} WHERE {k} IN ({', '.join('?' * len(values))})"
+                            + (" AND timestamp >= ?" if k != "customer_id" else ""))
+            params += values + ([since] if k != "customer_id" else [])
+    if "customer_id" in d.keys and any(r["customer_id"] is None for r in rows):
+        branches.append(f"SELECT * FROM {table} WHERE customer_id IS NULL")    # they share one partition
+    return " UNION ".join(branches) or f"SELECT * FROM {table} WHERE FALSE", params
+
+
+def _features_in_python(cur, p: Plan, rows: list[dict]) -> list[dict]:
+    stored = cur.execute(*_near(p.ds["table"], p.d, rows))
+    names = [c[0] for c in stored.description]
+    columns = {n: list(v) for n, v in zip(names, zip(*stored.fetchall()))} or {n: [] for n in names}
+    first = len(columns["timestamp"])
+    # the known label (core.labels.known_labels_sql): the reviewed one, else the file's
+    columns["known_label"] = [p.reviewed.get(str(t), label) for t, label in zip(columns["transaction_id"], columns["label"])] \
+        if "label" in columns else [None] * first
+    for r in rows:
+        for n in columns:
+            columns[n].append(r.get(n))
+    return p.compiled.evaluate(Rows(columns), list(range(first, first + len(rows))))
+
+
+def _features_in_duckdb(cur, store: Store, p: Plan, rows: list[dict]) -> list[dict]:
+    import pandas as pd
+    table = p.ds["table"]
+    frame = pd.DataFrame([{c: r.get(c) for c in p.columns} for r in rows], columns=p.columns)
+    cur.register("_request_rows", frame)
+    try:
+        first = min(r["timestamp"] for r in rows)
+        near, params = _near(table, p.d, rows)
+        cur.execute(f"CREATE OR REPLACE TEMP TABLE _near AS ({near}) UNION ALL BY NAME "
+                    f"SELECT * REPLACE (CAST(timestamp AS TIMESTAMP) AS timestamp) FROM _request_rows", params)
+        sql = feature_sql("_near", p.d, first,
+                          only="CAST(transaction_id AS VARCHAR) IN (SELECT transaction_id FROM _request_rows)",
+                          known_labels=known_labels_sql("_near", p.ds["id"]), grouped=False)
+        result = cur.execute(sql)
+        names = [c[0] for c in result.description]
+        by_id = {str(r[0]): dict(zip(names, r)) for r in result.fetchall()}
+    finally:
+        cur.execute("DROP TABLE IF EXISTS _near")
+        cur.unregister("_request_rows")
+    return [by_id[r["transaction_id"]] for r in rows]
+
+
+def _matrix(p: Plan, features: list[dict]):
+    """The model's input: numbers as float, categories encoded as in training."""
+    lm = p.lm
+    numeric = {f["name"] for f in lm.fs["catalogue"] if f["kind"] == "numeric"}
+    for n in lm.names:
+        if n in numeric and any(isinstance(f[n], str) for f in features):
+            raise RiskdeskError(f"feature {n} must be a number (got {next(f[n] for f in features if isinstance(f[n], str))!r})")
+    if lm.kind in explain.TREE_KINDS:
+        codes = {n: {c: k for k, c in enumerate(cats)} for n, cats in lm.categories.items()}
+        return np.array([[codes[n].get(None if f[n] is None else str(f[n]), np.nan) if n in codes
+                          else (np.nan if f[n] is None else float(f[n])) for n in lm.names] for f in features], dtype=float)
+    import pandas as pd
+    X = pd.DataFrame([{n: f[n] for n in lm.names} for f in features], columns=lm.names)
+    for n in lm.names:
+        if n in numeric:
+            X[n] = X[n].astype("float64")
+    return models.encode_categories(X, lm.categories)
+
+
+def _fired(cur, p: Plan, features: list[dict]) -> list[list[str]]:
+    """The ids of the enabled rules that fire on each row, in rule order."""
+    if p.conditions is not None:
+        try:
+            rows = Rows({n: [f[n] for f in features] for n in features[0]})
+            return [[r["rule_id"] for r, condition in p.conditions if condition(rows, i)] for i in range(len(features))]
+        except Unsupported:
+            pass
+    import pandas as pd
+    cur.register("_request_features", pd.DataFrame(features))
+    try:
+        (sql, params) = rules_mod.hit_sql(p.rules, p.lm.fs)["fired"]
+        return [list(r[0] or []) for r in cur.execute(f"SELECT {sql} FROM _request_features", params).fetchall()]
+    finally:
+        cur.unregister("_request_features")
 
 
 def score_transactions(store: Store, dataset: str, transactions, model_id: str | None = None,
@@ -112,67 +263,38 @@ def score_transactions(store: Store, dataset: str, transactions, model_id: str |
     """Score transactions that are not stored, point in time against the dataset's history:
     {"model_id", "results": [{"transaction_id", "score", "decision", "reasons", "rules_fired"}]}.
     The model defaults to the champion (else the newest tuned model)."""
-    import pandas as pd
-    ds = get_dataset(store, dataset)
-    model = models.get_model(store, model_id) if model_id else default_model(store, dataset)
-    if model["dataset_id"] != ds["id"]:
-        raise RiskdeskError(f"model {model['model_id']} was trained on another dataset than {dataset!r}")
-    if model["kind"] not in explain.EXPLAINABLE:
-        raise RiskdeskError(f"model {model['model_id']} ({model['kind']}) does not score single transactions")
-    rows = _rows(ds, transactions)
-    lm = explain.load(store, model["model_id"])
-    table = ds["table"]
+    p = plan(store, dataset, model_id)
+    rows = _rows(p.ds, transactions)
+    ids = [r["transaction_id"] for r in rows]
     cur = store.cursor()
     try:
-        columns = [r[0] for r in cur.execute(f"DESCRIBE {table}").fetchall()]
-        ids = [r["transaction_id"] for r in rows]
-        known = cur.execute(f"SELECT CAST(transaction_id AS VARCHAR) FROM {table} WHERE CAST(transaction_id AS VARCHAR) "
-                            f"IN (SELECT unnest(CAST(? AS VARCHAR[])))", [ids]).fetchall()
+        known = cur.execute(f"SELECT transaction_id FROM {p.ds['table']} WHERE transaction_id "
+                            f"IN ({', '.join('?' * len(ids))})", ids).fetchall()
         if known:
             raise RiskdeskError(f"transaction {known[0][0]!r} is already in dataset {dataset!r}: "
                                 f"fetch its case instead of scoring it again")
-        frame = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
-        cur.register("_request_rows", frame)
-        d = definition(models.feature_config(model), ds, store)
-        first = min(r["timestamp"] for r in rows)
-        cur.execute(f"CREATE OR REPLACE TEMP TABLE _near AS {_near_sql(table, ds, d)} UNION ALL BY NAME "
-                    f"SELECT * REPLACE (CAST(timestamp AS TIMESTAMP) AS timestamp) FROM _request_rows",
-                    [first - timedelta(seconds=d.lookback)] * (len(d.keys) - ("customer_id" in d.keys)))
-        sql = feature_sql("_near", d, first,
-                          only="CAST(transaction_id AS VARCHAR) IN (SELECT transaction_id FROM _request_rows)",
-                          known_labels=known_labels_sql("_near", ds["id"]), grouped=False)
-        features = cur.execute(sql).df()
-        features["transaction_id"] = features["transaction_id"].astype(str)
-        features = features.set_index("transaction_id").loc[ids].reset_index()
-        cur.register("_request_features", features)
-        hits = rules_mod.hit_sql(rules_mod.current_rules(store, include_disabled=False), lm.fs)
-        (fired_sql, fired_params), (block_sql, block_params) = hits["fired"], hits["block"]
-        fired = cur.execute(f"SELECT {fired_sql}, {block_sql} FROM _request_features", fired_params + block_params).fetchall()
+        features = None
+        if p.compiled is not None and len(rows) <= PYTHON_ROWS:
+            try:
+                features = _features_in_python(cur, p, rows)
+            except Unsupported:
+                features = None
+        if features is None:
+            features = _features_in_duckdb(cur, store, p, rows)
+        fired = _fired(cur, p, features)
     finally:
-        try:
-            cur.execute("DROP TABLE IF EXISTS _near")
-        finally:
-            cur.close()
-    X = features[lm.names].copy()
-    numeric = {f["name"] for f in lm.fs["catalogue"] if f["kind"] == "numeric"}
-    for n in lm.names:
-        if n in numeric:
-            X[n] = X[n].astype("float64")
-    X = models.encode_categories(X, lm.categories)
-    values, base, margin = explain.contributions(lm, X)
+        cur.close()
+    values, base, margin = explain.contributions(p.lm, _matrix(p, features))
     scores = explain.probability(margin)
-    current = champion(store, dataset)          # the champion decides with its own bands
-    thresholds = bands(store, dataset) if current and current["model_id"] == model["model_id"] else None
-    verify = thresholds["verify_threshold"] if thresholds else model["threshold"]
-    block = thresholds["block_threshold"] if thresholds else model["block_threshold"]
-    decisions = metrics.decide(scores, verify, block, [bool(b) for _, b in fired])
-    catalogue = {f["name"]: f for f in lm.fs["catalogue"]}
-    by_id = {r["rule_id"]: r for r in rules_mod.current_rules(store, include_disabled=False)}
+    by_id = {r["rule_id"]: r for r in p.rules}
+    blocked = [any(by_id[r]["action"] == "BLOCK" for r in f) for f in fired]
+    decisions = metrics.decide(scores, p.verify, p.block, blocked)
+    catalogue = {f["name"]: f for f in p.lm.fs["catalogue"]}
     results = []
     for i, tid in enumerate(ids):
-        contribs = explain.ranked_contributions(lm.names, values[i], features.iloc[i])
+        contribs = explain.ranked_contributions(p.lm.names, values[i], features[i])
         results.append({"transaction_id": tid, "score": float(scores[i]), "decision": str(decisions[i]),
                         "reasons": explain.reasons(contribs, margin[i] >= base, catalogue, lang),
                         "rules_fired": [{k: by_id[r][k] for k in ("rule_id", "name", "action", "score")}
-                                        for r in (fired[i][0] or [])]})
-    return {"model_id": model["model_id"], "dataset": dataset, "results": results}
+                                        for r in fired[i]]})
+    return {"model_id": p.model["model_id"], "dataset": dataset, "results": results}

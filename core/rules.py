@@ -483,7 +483,8 @@ def ensure_starter_rules(store: Store) -> None:
 
 # -- evaluation and backtest ----------------------------------------------------------------------
 
-def _compiled(rules: list[dict], fs: dict) -> list[tuple[dict, str, list]]:
+def conditions(rules: list[dict], fs: dict) -> list[tuple[dict, str, list]]:
+    """Each rule with its SQL condition (never NULL) and the values to bind, in order."""
     names = _rule_columns(fs)
     out = []
     for r in rules:
@@ -511,7 +512,7 @@ def evaluate(store: Store, fs: dict, rules: list[dict], start=None, end=None, ex
     scores of rules fired) and the rule decision (BLOCK if a BLOCK rule fired, else VERIFY if
     any rule fired, else PASS). Rules not applicable to the feature set are left out. Returns
     a DataFrame in time order."""
-    compiled = _compiled(applicable(rules, fs)[0], fs)
+    compiled = conditions(applicable(rules, fs)[0], fs)
     where, wparams = period_sql(start, end)
     fired = [f"{sql} AS {quote_ident(r['rule_id'])}" for r, sql, _ in compiled]
     params = [p for _, _, ps in compiled for p in ps]
@@ -575,7 +576,7 @@ def hit_sql(rules: list[dict], fs: dict) -> dict:
     """SQL expressions over a row of the feature table for a set of rules (those that do not fit
     the feature set are left out): "fired", the list of rule ids that fire, and "block", true
     when a BLOCK rule fires; each as (sql, bound parameters in order)."""
-    compiled = _compiled(applicable(rules, fs)[0], fs)
+    compiled = conditions(applicable(rules, fs)[0], fs)
     cases = [f"CASE WHEN {sql} THEN CAST(? AS VARCHAR) END" for _, sql, _ in compiled]
     fired = (f"list_filter([{', '.join(cases)}], lambda x: x IS NOT NULL)" if cases else "CAST([] AS VARCHAR[])",
              [p for r, _, ps in compiled for p in [*ps, r["rule_id"]]])

@@ -245,6 +245,11 @@ def quote_ident(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
+# Per database file: a number that changes after every write made through a Store in this
+# process (the only process that can write: the CLI goes through the server when one runs).
+_generations: dict[Path, int] = {}
+
+
 class Store:
     """One DuckDB database in a workspace directory."""
 
@@ -265,6 +270,7 @@ class Store:
         self._lock = threading.RLock()
         self._migrate()
         self._drop_orphans()
+        self._changed()
 
     # -- connection handling -------------------------------------------------------------
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -273,6 +279,14 @@ class Store:
 
     def close(self) -> None:
         self._con.close()
+
+    @property
+    def generation(self) -> int:
+        """Changes after every write: what in-process caches of workspace state are keyed by."""
+        return _generations.get(self.path, 0)
+
+    def _changed(self) -> None:
+        _generations[self.path] = _generations.get(self.path, 0) + 1
 
     @contextmanager
     def transaction(self, cur: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -285,12 +299,17 @@ class Store:
         except BaseException:
             cur.rollback()
             raise
+        finally:
+            self._changed()
 
     @contextmanager
     def locked(self) -> Iterator[None]:
         """The process-wide write lock."""
         with self._lock:
-            yield
+            try:
+                yield
+            finally:
+                self._changed()
 
     @contextmanager
     def write(self, cur: duckdb.DuckDBPyConnection | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
