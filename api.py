@@ -86,11 +86,11 @@ async def _unexpected(request: Request, exc: Exception):
     return _problem(500, "internal error (logged on the server)")
 
 
-def store() -> Store:
+async def store() -> Store:
     return open_store()
 
 
-def caller(request: Request, db: Store = Depends(store)) -> dict:
+async def caller(request: Request, db: Store = Depends(store)) -> dict:
     """The user behind the request's API key."""
     header = request.headers.get("authorization", "")
     match = re.fullmatch(r"Bearer\s+(\S+)", header.strip())
@@ -98,7 +98,7 @@ def caller(request: Request, db: Store = Depends(store)) -> dict:
 
 
 def allowed(action: str):
-    def check(user: dict = Depends(caller)) -> dict:
+    async def check(user: dict = Depends(caller)) -> dict:
         people.require(user, action)
         return user
     return check

@@ -36,6 +36,9 @@ class Loaded:
     categories: dict
     _explainer: object = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # LightGBM's pred_contrib is not thread-safe on a shared Booster (heap corruption, LightGBM
+    # issue #5482; seen here as a segfault under 20 concurrent API clients): one at a time.
+    predicting: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def kind(self) -> str:
@@ -117,23 +120,24 @@ def contributions(lm: Loaded, X) -> tuple[np.ndarray, float, np.ndarray]:
     X is the encoded frame (feature_rows), or for tree models a float matrix with categories
     as their training codes (core.realtime)."""
     if lm.kind in TREE_KINDS:
-        if isinstance(X, np.ndarray) and len(X):
-            # A request's few encoded rows: LightGBM's own TreeSHAP, which is what shap's
-            # TreeExplainer calls for a LightGBM model, without its per-call overhead.
-            out = np.asarray(lm.artifact.predict(X, pred_contrib=True), dtype=float)
-            values, base = out[:, :-1], out[0, -1]
-        else:
-            explainer = lm.explainer()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                values = explainer.shap_values(X)
-            if isinstance(values, list):        # older SHAP: one array per class
-                values = values[-1]
-            values = np.asarray(values, dtype=float)
-            if values.ndim == 3:
-                values = values[:, :, -1]
-            base = np.asarray(explainer.expected_value, dtype=float).ravel()[-1]
-        margin = np.asarray(lm.artifact.predict(X, raw_score=True), dtype=float)
+        with lm.predicting:
+            if isinstance(X, np.ndarray) and len(X):
+                # A request's few encoded rows: LightGBM's own TreeSHAP, which is what shap's
+                # TreeExplainer calls for a LightGBM model, without its per-call overhead.
+                out = np.asarray(lm.artifact.predict(X, pred_contrib=True), dtype=float)
+                values, base = out[:, :-1], out[0, -1]
+            else:
+                explainer = lm.explainer()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    values = explainer.shap_values(X)
+                if isinstance(values, list):        # older SHAP: one array per class
+                    values = values[-1]
+                values = np.asarray(values, dtype=float)
+                if values.ndim == 3:
+                    values = values[:, :, -1]
+                base = np.asarray(explainer.expected_value, dtype=float).ravel()[-1]
+            margin = np.asarray(lm.artifact.predict(X, raw_score=True), dtype=float)
         # LightGBM's random-forest mode sums the trees' log-odds; its probability is
         # sigmoid(sum / trees), so the average is the log-odds (SHAP values scale with it).
         scale = lm.artifact.num_trees() if lm.kind == "forest" else 1

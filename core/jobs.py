@@ -6,6 +6,7 @@ job returns the running one, so a second click never starts a second run.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 import traceback
@@ -55,6 +56,7 @@ def start(key: str, label: str, fn: Callable[[Callable[[float, str], None]], Any
         _by_key[key] = job.id
 
     def run():
+        _yield_to_requests()
         try:
             job.result = fn(job.report)
             job.progress = 1.0
@@ -71,6 +73,20 @@ def start(key: str, label: str, fn: Callable[[Callable[[float, str], None]], Any
 
     threading.Thread(target=run, name=f"job-{key}", daemon=True).start()
     return job
+
+
+JOB_NICENESS = 10
+
+
+def _yield_to_requests() -> None:
+    """Lower this job thread's CPU priority (Linux schedules threads one by one), so that pages
+    and API requests of the same process go first when the cores are busy; the job still gets
+    every idle cycle. Single-threaded LightGBM training runs in this thread."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + JOB_NICENESS))
+    except (AttributeError, OSError):            # not Linux, or not allowed: run at normal priority
+        pass
 
 
 def get(job_id: str | None) -> Job | None:

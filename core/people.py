@@ -193,11 +193,24 @@ def authenticate_key(store: Store, key: str | None) -> dict:
     revoked key, or one whose user was removed."""
     if not key or not key.startswith(KEY_PREFIX) or len(key) > 200:
         raise NotSignedIn("a valid API key is required (Authorization: Bearer KEY)")
-    rows = store.dicts("SELECT u.name, u.role FROM api_keys k JOIN users u ON u.name = k.user_name "
-                       "AND u.removed_at IS NULL WHERE k.key_sha256 = ? AND k.revoked_at IS NULL", [_key_hash(key)])
-    if not rows:
-        raise NotSignedIn("a valid API key is required (Authorization: Bearer KEY)")
-    return rows[0]
+    digest = _key_hash(key)
+    cache = (str(store.path), store.generation)       # revoking or removing is a write: a new generation
+    if _key_cache.get("at") != cache:
+        _key_cache.clear()
+        _key_cache["at"] = cache
+    user = _key_cache.get(digest)
+    if user is None:
+        rows = store.dicts("SELECT u.name, u.role FROM api_keys k JOIN users u ON u.name = k.user_name "
+                           "AND u.removed_at IS NULL WHERE k.key_sha256 = ? AND k.revoked_at IS NULL", [digest])
+        if not rows:
+            raise NotSignedIn("a valid API key is required (Authorization: Bearer KEY)")
+        user = rows[0]
+        if len(_key_cache) < 10_000:
+            _key_cache[digest] = user
+    return dict(user)
+
+
+_key_cache: dict = {}       # key SHA-256 -> user, for one workspace generation
 
 
 DEMO_USERS = ("demo", "checker")

@@ -29,7 +29,7 @@ from .champion import bands, champion
 from .datasets import get_dataset
 from .errors import RiskdeskError
 from .features import definition, feature_sql
-from .features.definitions import Definition
+from .features.definitions import KEY_COLUMNS, Definition
 from .features.pyengine import CompiledDefinition, Rows, Unsupported, compile_condition, compile_definition
 from .labels import known_labels_sql, reviewed_labels
 from .store import Store
@@ -124,18 +124,43 @@ class Plan:
     block: float | None
 
 
-_plans: dict[tuple, Plan] = {}
+_plans: dict[tuple, tuple[int, tuple, Plan]] = {}     # (workspace, dataset, model) -> (generation, fingerprint, plan)
 _plans_lock = threading.Lock()
+
+# What a plan is made of, in one query ($1 the dataset's id, $2 its name): a write elsewhere (a
+# sign-in, an audit entry, another dataset) leaves the plan as it is.
+FINGERPRINT_SQL = """
+SELECT md5(CAST(d AS VARCHAR)) FROM datasets d WHERE d.name = $2
+UNION ALL SELECT CAST(max(batch) AS VARCHAR) FROM batches WHERE dataset_id = $1
+UNION ALL SELECT CAST(max(id) AS VARCHAR) FROM champions WHERE dataset_id = $1
+UNION ALL SELECT CAST(max(decision_id) AS VARCHAR) FROM decisions WHERE dataset_id = $1
+UNION ALL SELECT count(*) || '/' || max(model_id) FROM models WHERE dataset_id = $1
+UNION ALL SELECT count(*) || '/' || max(created_at) FROM rules
+UNION ALL SELECT md5(string_agg(CAST(f AS VARCHAR), ',' ORDER BY version)) FROM feature_sets f WHERE dataset_id = $1"""
 
 
 def plan(store: Store, dataset: str, model_id: str | None = None) -> Plan:
     """The scoring plan for a dataset and model (default: the champion, else the newest tuned
-    model), kept until anything in the workspace changes."""
-    key = (str(store.path), store.generation, dataset, model_id)
+    model). Checked once per workspace generation against what it is made of, rebuilt only
+    when that changed, by one thread while the others wait for it."""
+    key = (str(store.path), dataset, model_id)
+    entry = _plans.get(key)
+    if entry is not None and entry[0] == store.generation:
+        return entry[2]
     with _plans_lock:
-        found = _plans.get(key)
-    if found is not None:
-        return found
+        generation = store.generation          # read before what it stands for
+        entry = _plans.get(key)
+        if entry is not None and entry[0] == generation:
+            return entry[2]
+        dataset_id = entry[2].ds["id"] if entry is not None else get_dataset(store, dataset)["id"]
+        fingerprint = tuple(r[0] for r in store.rows(FINGERPRINT_SQL, [dataset_id, dataset]))
+        if entry is None or entry[1] != fingerprint:
+            entry = (generation, fingerprint, _build_plan(store, dataset, model_id))
+        _plans[key] = (generation, fingerprint, entry[2])
+        return entry[2]
+
+
+def _build_plan(store: Store, dataset: str, model_id: str | None) -> Plan:
     ds = get_dataset(store, dataset)
     model = models.get_model(store, model_id) if model_id else default_model(store, dataset)
     if model["dataset_id"] != ds["id"]:
@@ -156,16 +181,11 @@ def plan(store: Store, dataset: str, model_id: str | None = None) -> Plan:
         compiled_rules = None
     current = champion(store, dataset)          # the champion decides with its own bands
     thresholds = bands(store, dataset) if current and current["model_id"] == model["model_id"] else None
-    found = Plan(ds=ds, model=model, lm=lm, d=d, compiled=compiled,
-                 columns=[r[0] for r in store.rows(f"DESCRIBE {ds['table']}")], rules=rules,
-                 conditions=compiled_rules, reviewed=reviewed_labels(store, ds["id"]),
-                 verify=thresholds["verify_threshold"] if thresholds else model["threshold"],
-                 block=thresholds["block_threshold"] if thresholds else model["block_threshold"])
-    with _plans_lock:
-        for stale in [k for k in _plans if k[0] == key[0] and k[1] != key[1]]:
-            del _plans[stale]
-        _plans[key] = found
-    return found
+    return Plan(ds=ds, model=model, lm=lm, d=d, compiled=compiled,
+                columns=[r[0] for r in store.rows(f"DESCRIBE {ds['table']}")], rules=rules,
+                conditions=compiled_rules, reviewed=reviewed_labels(store, ds["id"]),
+                verify=thresholds["verify_threshold"] if thresholds else model["threshold"],
+                block=thresholds["block_threshold"] if thresholds else model["block_threshold"])
 
 
 def _near(table: str, d: Definition, rows: list[dict]) -> tuple[str, list]:
@@ -197,7 +217,8 @@ def _features_in_python(cur, p: Plan, rows: list[dict]) -> list[dict]:
     for r in rows:
         for n in columns:
             columns[n].append(r.get(n))
-    return p.compiled.evaluate(Rows(columns), list(range(first, first + len(rows))))
+    features = p.compiled.evaluate(Rows(columns), list(range(first, first + len(rows))))
+    return [{**{k: r.get(k) for k in KEY_COLUMNS}, **f} for r, f in zip(rows, features)]   # as a feature table's rows
 
 
 def _features_in_duckdb(cur, store: Store, p: Plan, rows: list[dict]) -> list[dict]:

@@ -131,6 +131,7 @@ def test_constructs_it_does_not_know_are_left_to_duckdb():
 def test_a_request_scores_the_same_through_either_engine(tmp_path, monkeypatch):
     from core import explain, models, realtime
     from core.ingest import ingest
+    from core.rules import current_rules, ensure_starter_rules
     from core.store import Store
     frame = demo_rows(30_000)
     frame.iloc[:-30].to_csv(tmp_path / "base.csv", index=False)
@@ -138,6 +139,8 @@ def test_a_request_scores_the_same_through_either_engine(tmp_path, monkeypatch):
     store = Store(tmp_path / "ws")
     ingest(store, tmp_path / "base.csv", "bank")
     models.train(store, "bank", kinds=["default"])
+    ensure_starter_rules(store)
+    assert any("amount" in r["expression"] for r in current_rules(store))     # a key column, not a feature
     request = [{"transaction_id": r.trans_id, "customer_id": r.user_id, "timestamp": r.trans_time,
                 "amount": float(r.amount), "channel": r.channel, "counterparty_id": r.counterparty,
                 "device_id": r.device_id if isinstance(r.device_id, str) else None} for r in held.itertuples()]
@@ -157,4 +160,31 @@ def test_a_request_scores_the_same_through_either_engine(tmp_path, monkeypatch):
         {n: float for n in p.lm.names if n not in p.lm.categories}), p.lm.categories)
     slow, slow_base, slow_margin = explain.contributions(p.lm, X)
     assert np.allclose(fast, slow, atol=1e-9) and base == pytest.approx(slow_base) and np.allclose(margin, slow_margin)
+    # concurrent requests share the model: LightGBM's pred_contrib is not thread-safe by itself
+    from concurrent.futures import ThreadPoolExecutor
+    matrix = realtime._matrix(p, features)
+    with ThreadPoolExecutor(16) as pool:
+        outs = list(pool.map(lambda i: explain.contributions(p.lm, matrix[i % len(matrix):][:1])[0], range(800)))
+    assert all(np.array_equal(o, fast[i % len(matrix):][:1]) for i, o in enumerate(outs))
+    store.close()
+
+
+def test_a_scoring_plan_is_kept_across_unrelated_writes_and_rebuilt_after_a_rule_change(tmp_path):
+    from core import models, people, realtime
+    from core.ingest import ingest
+    from core.rules import save_rule
+    from core.store import Store
+    demo_rows(8000).to_csv(tmp_path / "base.csv", index=False)
+    store = Store(tmp_path / "ws")
+    ingest(store, tmp_path / "base.csv", "bank")
+    models.train(store, "bank", kinds=["default"])
+    first = realtime.plan(store, "bank")
+    people.add_user(store, "someone", "analyst", None)          # a write, but not to what the plan is made of
+    assert realtime.plan(store, "bank") is first
+    save_rule(store, "Any amount", "tx_amount > 0", "VERIFY", 10, author="alice")
+    again = realtime.plan(store, "bank")
+    assert again is not first and [r["name"] for r in again.rules] == ["Any amount"]
+    request = [{"transaction_id": "new-1", "customer_id": "U000192", "timestamp": "2024-05-01 10:00:00", "amount": 50.0}]
+    assert [r["name"] for r in realtime.score_transactions(store, "bank", request)["results"][0]["rules_fired"]] \
+        == ["Any amount"]
     store.close()
