@@ -6,9 +6,10 @@
 Prepares a workspace (100k demo rows, a default model promoted to champion, an analyst's API
 key and a local account), starts serve.py, then runs locust (bench/locustfile.py) three times:
   1. baseline - one user scoring single transactions back to back;
-  2. paced    - `--users` users, each sending one request every `--wait` seconds, while a
+  2. paced    - `--users` users, each sending one request every `--wait` seconds on average
+                (joining over 5 s, measured once all have joined), while a
                 headless Chromium session trains models on the Compare page and a second page
-                keeps opening the Data and Monitor pages (the UI's response time is measured);
+                opens the Data or Monitor page every 5 s (the UI's response time is measured);
   3. flat out - `--users` users back to back (the server's capacity), no browser.
 Prints p50 / p99 latency, errors, requests per second and ratios against the baseline.
 """
@@ -28,6 +29,7 @@ from scripts.browser import ARGS, CHROMIUM, sign_in
 from serve import background
 
 TRAINER, PASSWORD = "trainer", "bench-trainer-password"
+RAMP_SECONDS = 5            # paced users join over this long
 PAGE_EVERY = 5.0            # seconds between the second browser page's page opens
 BROWSER_NICENESS = 10       # the browser stands in for an analyst's own machine: below the server
 
@@ -48,9 +50,13 @@ def prepare(home: Path) -> str:
 
 
 def start_locust(url: str, key: str, users: int, seconds: int, wait: float, out: Path) -> subprocess.Popen:
+    """Paced users (wait > 0) join over RAMP_SECONDS and are measured once all have joined:
+    steady state, not the instant when every client connects at once."""
     env = {**os.environ, "RISKDESK_BENCH_KEY": key, "RISKDESK_BENCH_WAIT": str(wait)}
+    rate = users / RAMP_SECONDS if wait else users
     return subprocess.Popen([sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py"), "--headless",
-                             "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--host", url,
+                             "-u", str(users), "-r", f"{rate:g}", "-t", f"{seconds}s", "--host", url,
+                             *(["--reset-stats"] if wait else []),
                              "--csv", str(out), "--only-summary", "--loglevel", "WARNING"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
