@@ -86,6 +86,9 @@ async def _unexpected(request: Request, exc: Exception):
     return _problem(500, "internal error (logged on the server)")
 
 
+# The dependencies are async: each sync one cost a hop to a worker thread and back, per request.
+# They are cheap: the store is opened once, and a key is looked up in the database only on the
+# first request after a write (core.people.authenticate_key caches it per workspace generation).
 async def store() -> Store:
     return open_store()
 
