@@ -61,32 +61,50 @@ def revision(store: Store, dataset_id: int) -> int:
     return int(store.scalar("SELECT count(*) FROM decisions WHERE dataset_id = ?", [dataset_id]) or 0)
 
 
+SCORE_SHARE = 0.25      # of the memory cap, for one chunk's features as model input
+MIN_SCORE_CHUNK = 10_000
+
+
 def ensure_scored(store: Store, model_id: str, progress=None) -> None:
     """Keep a score of every transaction of the model's dataset (part 'all' in model_scores):
-    the first time all of them, after an append only the days holding new or recomputed rows."""
-    from . import models
+    the first time all of them, after an append only the days holding new or recomputed rows.
+    Scored in chunks of whole days, each small enough to load as the model's input within a
+    share of the memory cap (RISKDESK_MEMORY): 10M rows in one frame took 24 GB."""
+    from . import config, models
     from .features import build_features
+    from .models.frames import frame_bytes
     model = models.get_model(store, model_id)
     fs = build_features(store, models.model_dataset(store, model)["name"], models.feature_config(model))
-    unscored = (f"SELECT min(timestamp), max(timestamp), count(*) FROM {fs['table']} f WHERE NOT EXISTS "
-                f"(SELECT 1 FROM model_scores s WHERE s.model_id = ? AND s.part = 'all' "
-                f"AND s.transaction_id = CAST(f.transaction_id AS VARCHAR))")
-    first, last, missing = store.rows(unscored, [model_id])[0]
-    if not missing:
+    days = store.rows(f"SELECT CAST(timestamp AS DATE) AS day, count(*) FROM {fs['table']} f WHERE NOT EXISTS "
+                      f"(SELECT 1 FROM model_scores s WHERE s.model_id = ? AND s.part = 'all' "
+                      f"AND s.transaction_id = CAST(f.transaction_id AS VARCHAR)) GROUP BY ALL ORDER BY day",
+                      [model_id])
+    if not days:
         return
-    everything = missing == fs["rows"]
-    period = {} if everything else {"start": first.date(), "end": last.date()}
-    frame = models.score(store, model_id, progress=progress, **period)[["transaction_id", "score"]]
-    frame["transaction_id"] = frame["transaction_id"].astype(str)
-    with store.write() as cur:
-        cur.register("new_scores", frame)
-        cur.execute("DELETE FROM model_scores WHERE model_id = ? AND part = 'all' AND transaction_id IN "
-                    "(SELECT transaction_id FROM new_scores)", [model_id])
-        cur.execute("INSERT INTO model_scores SELECT ?, 'all', transaction_id, score FROM new_scores", [model_id])
-        cur.unregister("new_scores")
-        store.audit(cur, "riskdesk", "score_dataset", "model", model_id,
-                    {"rows": len(frame), "dataset": model["dataset_name"], **{k: str(v) for k, v in period.items()}},
-                    model_id=model_id)
+    budget = max(MIN_SCORE_CHUNK, int(config.memory_limit() * SCORE_SHARE // frame_bytes(fs, 1)))
+    chunks, rows = [[]], 0
+    for day, n in days:
+        if chunks[-1] and rows + n > budget:
+            chunks.append([])
+            rows = 0
+        chunks[-1].append(day)
+        rows += n
+    total, done = sum(n for _, n in days), 0
+    for chunk in chunks:
+        frame = models.score(store, model_id, start=chunk[0], end=chunk[-1])[["transaction_id", "score"]]
+        frame["transaction_id"] = frame["transaction_id"].astype(str)
+        with store.write() as cur:
+            cur.register("new_scores", frame)
+            cur.execute("DELETE FROM model_scores WHERE model_id = ? AND part = 'all' AND transaction_id IN "
+                        "(SELECT transaction_id FROM new_scores)", [model_id])
+            cur.execute("INSERT INTO model_scores SELECT ?, 'all', transaction_id, score FROM new_scores", [model_id])
+            cur.unregister("new_scores")
+            store.audit(cur, "riskdesk", "score_dataset", "model", model_id,
+                        {"rows": len(frame), "dataset": model["dataset_name"], "start": str(chunk[0]),
+                         "end": str(chunk[-1])}, model_id=model_id)
+        done += len(frame)
+        if progress:
+            progress(done / total, f"scored {done:,} of {total:,} transactions")
 
 
 def queue(store: Store, model_id: str, start=None, end=None, bands=None, rule: str | None = None,
