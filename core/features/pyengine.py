@@ -194,8 +194,7 @@ class _Compiler:
             op = COMPARISONS[kind]
             return self._binary(node, lambda a, b: _compare(op, a, b))
         if isinstance(node, exp.DPipe):
-            return self._binary(node, lambda a, b: f"{a}{b}" if isinstance(a, str) and isinstance(b, str)
-                                else _raise(Unsupported("|| on non-text")))
+            return self._binary(node, _concat)
         if isinstance(node, exp.And):
             return self._logic(node, all_true=True)
         if isinstance(node, exp.Or):
@@ -422,8 +421,10 @@ class _Members:
         return np.array([j for j in idx if self.order.key(rows, j) <= mine], dtype=np.int64)
 
 
-def _raise(exc):
-    raise exc
+def _concat(a, b) -> str:
+    if not (isinstance(a, str) and isinstance(b, str)):
+        raise Unsupported("|| on non-text")
+    return a + b
 
 
 def _boolean(v):
