@@ -192,17 +192,21 @@ def _near(table: str, d: Definition, rows: list[dict]) -> tuple[str, list]:
     """A SELECT (and its values) of the stored rows a request's rows can see: all of their
     customers' rows (windows and all-history carry-ins), and their counterparties' and
     devices' within the longest window. Computing over these alone gives the same features as
-    over the whole table. One branch per key, so each filters its own scan."""
+    over the whole table. One branch per key, so each filters its own scan. A stored row with
+    a request row's id is left out: the request stands for that transaction."""
     branches, params = [], []
     since = min(r["timestamp"] for r in rows) - timedelta(seconds=d.lookback)
+    ids = [r["transaction_id"] for r in rows]
+    other = f" AND CAST(transaction_id AS VARCHAR) NOT IN ({', '.join('?' * len(ids))})"
     for k in sorted(d.keys):
         values = sorted({r[k] for r in rows if r.get(k) is not None})
         if values:
             branches.append(f"SELECT * FROM {table} WHERE {k} IN ({', '.join('?' * len(values))})"
-                            + (" AND timestamp >= ?" if k != "customer_id" else ""))
-            params += values + ([since] if k != "customer_id" else [])
+                            + (" AND timestamp >= ?" if k != "customer_id" else "") + other)
+            params += values + ([since] if k != "customer_id" else []) + ids
     if "customer_id" in d.keys and any(r["customer_id"] is None for r in rows):
-        branches.append(f"SELECT * FROM {table} WHERE customer_id IS NULL")    # they share one partition
+        branches.append(f"SELECT * FROM {table} WHERE customer_id IS NULL" + other)    # they share one partition
+        params += ids
     return " UNION ".join(branches) or f"SELECT * FROM {table} WHERE FALSE", params
 
 

@@ -77,6 +77,9 @@ with tab_queue:
         rows["band"] = [tr(f"band.{b}") for b in rows["band"]]
         rows["review"] = [tr(f"decision.{d}") if isinstance(d, str) else "" for d in rows["review"]]
         rows["rules_fired"] = [" ".join(r) for r in rows["rules_fired"]]
+        # as text: a date column shows "None" for a transaction nobody has reviewed
+        rows["reviewed_at"] = [t.strftime("%Y-%m-%d %H:%M") if hasattr(t, "strftime") and t == t else ""
+                               for t in rows["reviewed_at"]]
     st.dataframe(rows, hide_index=True, width="stretch", column_config={
         "transaction_id": tr("role.transaction_id"), "timestamp": tr("role.timestamp"),
         "customer_id": tr("role.customer_id"), "amount": st.column_config.NumberColumn(tr("role.amount"), format="%.2f"),
@@ -85,7 +88,7 @@ with tab_queue:
                                                                             format="%.4f"),
         "rules_fired": tr("case.rules"), "band": tr("compare.col.band"), "outcome": tr("queue.outcome"),
         "review": tr("case.review"),
-        "reviewed_at": st.column_config.DatetimeColumn(tr("case.time"), format="YYYY-MM-DD HH:mm")})
+        "reviewed_at": tr("case.time")})
     p1, p2, p3 = st.columns([1, 1, 4])
     if p1.button(tr("queue.previous"), disabled=page == 0, key="queue_prev"):
         st.session_state[page_key] = page - 1

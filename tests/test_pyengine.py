@@ -166,6 +166,21 @@ def test_a_request_scores_the_same_through_either_engine(tmp_path, monkeypatch):
     with ThreadPoolExecutor(16) as pool:
         outs = list(pool.map(lambda i: explain.contributions(p.lm, matrix[i % len(matrix):][:1])[0], range(800)))
     assert all(np.array_equal(o, fast[i % len(matrix):][:1]) for i, o in enumerate(outs))
+    # a stored transaction sent again stands for itself (not beside itself): its stored features
+    again = realtime._rows(p.ds, [{"transaction_id": r.trans_id, "customer_id": r.user_id, "timestamp": r.trans_time,
+                                   "amount": float(r.amount), "channel": r.channel, "counterparty_id": r.counterparty,
+                                   "device_id": r.device_id if isinstance(r.device_id, str) else None,
+                                   "balance_before": float(r.pre_balance), "balance_after": float(r.post_balance),
+                                   "transaction_type": r.trans_type}
+                                  for r in frame.iloc[20_000:20_005].itertuples()])
+    ids = [r["transaction_id"] for r in again]
+    stored = {r["transaction_id"]: r for r in store.dicts(
+        f"SELECT * FROM {p.lm.fs['table']} WHERE transaction_id IN ({', '.join('?' * len(ids))})", ids)}
+    for engine in (realtime._features_in_python, lambda cur, p, rows: realtime._features_in_duckdb(cur, store, p, rows)):
+        for f in engine(store.cursor(), p, again):
+            for n in p.lm.names:
+                a, b = f[n], stored[f["transaction_id"]][n]
+                assert a == b if a is None or b is None or isinstance(a, str) else a == pytest.approx(b), (n, a, b)
     store.close()
 
 

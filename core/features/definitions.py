@@ -96,9 +96,11 @@ class Feature:
     rule_en: str
     rule_zh: str
     kind: str = "numeric"           # numeric | categorical
+    # NULL when this role is: computed over only the rows that have it (select_sql)
+    entity: str | None = None
 
     def public(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k != "sql"}
+        return {k: v for k, v in asdict(self).items() if k not in ("sql", "entity")}
 
 
 @dataclass
@@ -280,13 +282,14 @@ def _standard(config: FeatureConfig, roles: set[str], extras: list[dict]) -> Def
             rule = f"this {en}'s transactions in ({lab} before, now], this one included"
             rule_zh = f"该{zh}在过去 {lab} 内（含本笔）的交易"
             b.add(f"{short}_count_{lab}", family, f"CASE WHEN {role} IS NOT NULL THEN count(*) OVER {win} END",
-                  f"Transactions of this {en} in the last {lab}", f"该{zh}近 {lab} 交易笔数", rule, rule_zh)
+                  f"Transactions of this {en} in the last {lab}", f"该{zh}近 {lab} 交易笔数", rule, rule_zh,
+                  entity=role)
             if not has_customer:
                 continue
             b.add(f"{short}_customers_{lab}", family,
                   f"CASE WHEN {role} IS NOT NULL THEN count(DISTINCT customer_id) OVER {win} END",
                   f"Distinct customers of this {en} in the last {lab} (fan-in)",
-                  f"该{zh}近 {lab} 的不同客户数（汇入）", rule, rule_zh)
+                  f"该{zh}近 {lab} 的不同客户数（汇入）", rule, rule_zh, entity=role)
         if "label" in roles:
             d = config.delay_days
             for n in config.risk_windows:
@@ -297,11 +300,11 @@ def _standard(config: FeatureConfig, roles: set[str], extras: list[dict]) -> Def
                 b.add(f"{short}_fraud_share_{n}d", family,
                       f"CASE WHEN {role} IS NOT NULL THEN sum(known_label) OVER {win} / NULLIF(count(known_label) OVER {win}, 0) END",
                       f"Fraud share of this {en}'s labelled transactions {n} days before the label delay",
-                      f"该{zh}在标签延迟之前 {n} 天内已标注交易的欺诈占比", rule, rule_zh)
+                      f"该{zh}在标签延迟之前 {n} 天内已标注交易的欺诈占比", rule, rule_zh, entity=role)
                 b.add(f"{short}_labelled_{n}d", family,
                       f"CASE WHEN {role} IS NOT NULL THEN count(known_label) OVER {win} END",
                       f"Labelled transactions of this {en} behind that share", "上述占比所依据的已标注交易数",
-                      rule, rule_zh)
+                      rule, rule_zh, entity=role)
     if "categorical" in fam:
         for role, en, zh in (("channel", "Channel", "渠道"), ("transaction_type", "Transaction type", "交易类型")):
             if role in roles:
@@ -372,10 +375,31 @@ def definition(config: FeatureConfig, ds: dict, store: Store) -> Definition:
 CARRY_TYPES = {"_prior_count": "BIGINT", "_prior_last": "TIMESTAMP", "_prior_block_count": "BIGINT"}
 
 
-def select_sql(d: Definition, source: str, keys=KEY_COLUMNS) -> str:
-    cols = ", ".join(f"{f.sql} AS {quote_ident(f.name)}" for f in d.features)
+def _select(d: Definition, source: str, keys) -> str:
+    cols = [f"{f.sql} AS {quote_ident(f.name)}" for f in d.features]
     windows = ", ".join(f"{name} AS ({spec})" for name, spec in d.windows.items())
-    return f"SELECT {', '.join(keys)}, {cols} FROM {source}" + (f" WINDOW {windows}" if windows else "")
+    return f"SELECT {', '.join([*keys, *cols])} FROM {source}" + (f" WINDOW {windows}" if windows else "")
+
+
+def select_sql(d: Definition, source: str, keys=KEY_COLUMNS) -> str:
+    """SELECT the keys and every feature of the rows of `source` (transaction ids unique).
+    Features of an entity (Feature.entity) are computed over only the rows that have one and
+    joined back: rows without a device, say, would each be a partition of their own, and
+    those cost as much as real ones (at 1M demo rows, 60% have no device)."""
+    alone: dict[str, list[Feature]] = {}
+    for f in d.features:
+        if f.entity:
+            alone.setdefault(f.entity, []).append(f)
+    if not alone:
+        return _select(d, source, keys)
+    main = d.subset([f for f in d.features if not f.entity])
+    joined, where = [f"({_select(main, source, keys)}) _m"], {f.name: "_m" for f in main.features}
+    for n, (role, features) in enumerate(sorted(alone.items())):
+        part = _select(d.subset(features), f"{source} WHERE {role} IS NOT NULL", ("transaction_id",))
+        joined.append(f"LEFT JOIN ({part}) _e{n} USING (transaction_id)")
+        where.update({f.name: f"_e{n}" for f in features})
+    cols = [f"{where[f.name]}.{quote_ident(f.name)}" for f in d.features]
+    return f"SELECT {', '.join([f'_m.{k}' for k in keys] + cols)} FROM {' '.join(joined)}"
 
 
 def feature_sql(table: str, d: Definition, recompute_from: datetime | None = None, only: str = "TRUE",
