@@ -10,6 +10,8 @@ import argparse
 import json
 import sys
 
+from .schema import FAMILIES
+
 
 class _UsageError(Exception):
     """A command line argparse refuses (exit 2)."""
@@ -106,14 +108,28 @@ def cmd_sample(args) -> dict:
     return result
 
 
+def _feature_config(args):
+    """The feature set that --set and --families name."""
+    import dataclasses
+
+    from .errors import RiskdeskError
+    from .features import NAMED
+    config = NAMED[getattr(args, "set", None) or "standard"]
+    if not getattr(args, "families", None):
+        return config
+    if config.name != "standard":
+        raise RiskdeskError(f"--families chooses among the standard set's families, not the {config.name} set's")
+    return dataclasses.replace(config, families=tuple(f.strip() for f in args.families.split(",") if f.strip()))
+
+
 def cmd_features(args) -> dict:
-    from .features import NAMED, build_features, export_features, feature_names
+    from .features import build_features, export_features, feature_names
     from .store import open_store
 
     store = open_store()
     if args.engine == "spark":
         return _spark_features(store, args)
-    fs = build_features(store, args.dataset, NAMED[args.set])
+    fs = build_features(store, args.dataset, _feature_config(args))
     result = {"dataset": fs["dataset"], "feature_set": fs["version"], "name": fs["name"], "rows": fs["rows"],
               "features": feature_names(fs), "seconds": round(fs["seconds"], 3)}
     if args.out:
@@ -130,7 +146,6 @@ def _spark_features(store, args) -> dict:
 
     from .datasets import get_dataset
     from .errors import RiskdeskError
-    from .features import NAMED
     from .features.spark import spark_features
     ds = get_dataset(store, args.dataset)
     out = Path(args.out) if args.out else store.home / "exports" / f"features_{ds['id']}_{args.set}_spark.parquet"
@@ -138,7 +153,7 @@ def _spark_features(store, args) -> dict:
         raise RiskdeskError(f"{out.name}: --out must end in .parquet")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=store.home / "tmp") as work:
-        result = spark_features(store, ds, NAMED[args.set], out, Path(work))
+        result = spark_features(store, ds, _feature_config(args), out, Path(work))
     seconds = round(time.perf_counter() - start, 3)
     return {"dataset": ds["name"], "rows": ds["rows"], **result, "seconds": seconds,
             "_text": f"{result['features']} features for {ds['rows']:,} transactions of {ds['name']!r} computed on "
@@ -186,7 +201,7 @@ def cmd_train(args) -> dict:
                    time_budget=args.time_budget, seed=args.seed, actor="cli",
                    train_start=args.train_start, train_end=args.train_end, test_start=args.test_start,
                    test_end=args.test_end, valid_start=args.valid_start, valid_end=args.valid_end,
-                   gap_days=args.gap_days, random=args.random_split)
+                   gap_days=args.gap_days, random=args.random_split, feature_config=_feature_config(args))
     models = [{"model_id": m["model_id"], "kind": m["kind"], "metrics": m["metrics"]["test"],
                "validation": m["metrics"]["validation"], "threshold": m["threshold"],
                "train_seconds": round(m["train_seconds"], 3),
@@ -358,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True)
     p.add_argument("--out", help="FILE.parquet with transaction_id and one column per feature")
     p.add_argument("--set", choices=["standard", "handbook"], default="standard")
+    p.add_argument("--families", help=FAMILIES_HELP)
     p.add_argument("--engine", choices=["duckdb", "spark"], default="duckdb",
                    help="spark: the same definitions on Apache Spark (local, or RISKDESK_SPARK_MASTER)")
     p.add_argument("--json", action="store_true")
@@ -373,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gap-days", type=int, default=0)
     p.add_argument("--random-split", action="store_true", help="random 60/20/20 split (not out-of-time)")
     p.add_argument("--imbalance", default="search", choices=["none", "class_weight", "smote", "search"])
+    p.add_argument("--families", help=FAMILIES_HELP)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_train)
@@ -430,6 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+FAMILIES_HELP = f"comma list of feature families to compute (default: every one): {', '.join(FAMILIES)}"
 PATH_ARGUMENTS = ("file", "out")      # resolved against the caller's folder when the server runs a command
 
 

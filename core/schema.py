@@ -25,6 +25,7 @@ NUMBER_ROLES = ("amount", "balance_before", "balance_after")
 
 # Feature families that need roles: each inner tuple is a group of which at least one role
 # must be mapped. Families not listed (time of day, extras) need only the time and amount.
+FAMILIES = ("amount", "time", "velocity", "novelty", "balance", "counterparty", "device", "categorical", "extras")
 FAMILY_NEEDS: dict[str, tuple[tuple[str, ...], ...]] = {
     "velocity": (("customer_id",),),
     "novelty": (("customer_id",), ("device_id", "channel", "counterparty_id")),

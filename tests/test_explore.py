@@ -90,3 +90,9 @@ def test_features_command_writes_parquet(tmp_path, small_demo_csv):
     assert len(frame) == result["rows"] and frame["transaction_id"].is_unique
     bad = run("features", "--dataset", "nope", "--json")
     assert bad.returncode != 0 and bad.stdout == "" and "no dataset 'nope'" in bad.stderr
+    # a family that costs more than it earns can be left out (bench/family_cost.py)
+    lean = json.loads(run("features", "--dataset", "d", "--families", "amount,time,velocity", "--json").stdout)
+    assert lean["feature_set"] != result["feature_set"] and set(lean["features"]) < set(result["features"])
+    assert not any(f.startswith(("dev_", "cp_", "new_")) for f in lean["features"])
+    bad = run("features", "--dataset", "d", "--families", "velocity,devices", "--json")
+    assert bad.returncode != 0 and bad.stdout == "" and "unknown feature families: devices (choose from" in bad.stderr

@@ -33,12 +33,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from ..errors import RiskdeskError
-from ..schema import missing_families
+from ..schema import FAMILIES, missing_families
 from ..store import Store, quote_ident
 
 # Bump when the SQL of a feature changes meaning, so stored feature sets are rebuilt.
 CODE_VERSION = 4
-FAMILIES = ("amount", "time", "velocity", "novelty", "balance", "counterparty", "device", "categorical", "extras")
 KEY_COLUMNS = ("transaction_id", "timestamp", "customer_id", "amount", "label")
 MAX_EXTRA_CATEGORIES = 100
 _WINDOW_RE = re.compile(r"^(\d{1,4})([hd])$")
@@ -68,7 +67,10 @@ class FeatureConfig:
     def __post_init__(self):
         unknown = set(self.families) - set(FAMILIES)
         if unknown:
-            raise RiskdeskError(f"unknown feature families: {', '.join(sorted(unknown))}")
+            raise RiskdeskError(f"unknown feature families: {', '.join(sorted(unknown))} "
+                                f"(choose from {', '.join(FAMILIES)})")
+        if not self.families:
+            raise RiskdeskError(f"choose at least one feature family ({', '.join(FAMILIES)})")
         for w in self.windows + self.entity_windows:
             _window_seconds(w)
         if not 0 <= self.delay_days <= 365:
