@@ -62,6 +62,19 @@ def test_metrics_match_sklearn():
     assert metrics.average_precision(y, s) == pytest.approx(average_precision_score(y, s), abs=1e-12)
 
 
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 6)), min_size=1, max_size=60), st.integers(0, 3))
+def test_bootstrap_counting_draws_equals_resampling_rows(rows, seed):
+    """AUC and AP intervals from sorted-once scores and draw counts are the intervals of
+    recomputing each metric on every resampled set of rows (ties, one class, tiny sets)."""
+    y = np.array([r[0] for r in rows])
+    s = np.array([r[1] / 4 for r in rows])
+    fast = metrics.bootstraps(y, s, (metrics.roc_auc, metrics.average_precision), n=30, seed=seed)
+    slow = metrics.bootstraps(y, s, (lambda a, b: metrics.roc_auc(a, b), lambda a, b: metrics.average_precision(a, b)),
+                              n=30, seed=seed)
+    assert np.allclose(fast, slow, rtol=0, atol=1e-12, equal_nan=True)
+
 def test_precision_at_daily_capacity_by_hand():
     y = [1, 0, 0, 1, 0, 1]
     s = [0.9, 0.8, 0.1, 0.2, 0.7, 0.6]

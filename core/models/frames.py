@@ -84,7 +84,7 @@ def load_frame(store: Store, fs: dict, period: tuple[str, str] | None, split: Sp
                f"count(*) OVER (PARTITION BY day, label = 1) AS _day_normals FROM ({base})) "
                f"WHERE label = 1 OR _rank <= {kept}")
     df = store.df(sql + " ORDER BY timestamp, transaction_id", join_params + params)
-    X = df[names].copy()
+    X = df[names]
     for f in fs["catalogue"]:
         if f["kind"] == "numeric":
             X[f["name"]] = X[f["name"]].astype("float64")
@@ -100,7 +100,7 @@ def categorical_names(fs: dict) -> list[str]:
 def encode_categories(X, categories: dict[str, list]):
     """Categorical columns as pandas categories with the training categories (unseen -> NaN)."""
     import pandas as pd
-    X = X.copy()
+    X = X.copy(deep=False)         # copy-on-write: the caller's frame stays as it was
     for name, cats in categories.items():
         X[name] = pd.Categorical(X[name].astype("object"), categories=cats)
     return X
