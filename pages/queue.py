@@ -3,6 +3,7 @@ outcome and amount; open one in the transaction view or export a batch of cases;
 drives the model overall (SHAP on sampled real test rows)."""
 from datetime import date
 
+import pandas as pd
 import streamlit as st
 
 from core import cases, explain, labels, plots, report
@@ -78,8 +79,7 @@ with tab_queue:
         rows["review"] = [tr(f"decision.{d}") if isinstance(d, str) else "" for d in rows["review"]]
         rows["rules_fired"] = [" ".join(r) for r in rows["rules_fired"]]
         # as text: a date column shows "None" for a transaction nobody has reviewed
-        rows["reviewed_at"] = [t.strftime("%Y-%m-%d %H:%M") if hasattr(t, "strftime") and t == t else ""
-                               for t in rows["reviewed_at"]]
+        rows["reviewed_at"] = ["" if pd.isna(t) else t.strftime("%Y-%m-%d %H:%M") for t in rows["reviewed_at"]]
     st.dataframe(rows, hide_index=True, width="stretch", column_config={
         "transaction_id": tr("role.transaction_id"), "timestamp": tr("role.timestamp"),
         "customer_id": tr("role.customer_id"), "amount": st.column_config.NumberColumn(tr("role.amount"), format="%.2f"),

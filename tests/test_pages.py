@@ -183,6 +183,7 @@ def test_queue_and_case_pages(trained_app):
     assert not at.exception, [e.value for e in at.exception]
     queue = next(df.value for df in at.dataframe if "score" in df.value.columns)
     assert len(queue) == 50 and list(queue["score"]) == sorted(queue["score"], reverse=True)
+    assert all(isinstance(t, str) and t != "None" for t in queue["reviewed_at"])   # blank when not reviewed
     assert any(c.value.startswith(f"{tuned['metrics']['test']['rows']:,} transactions") for c in at.caption)
     at.multiselect(key="queue_bands_en").set_value(["BLOCK"]).run()
     blocked = next(df.value for df in at.dataframe if "score" in df.value.columns)

@@ -98,7 +98,7 @@ class Feature:
     rule_en: str
     rule_zh: str
     kind: str = "numeric"           # numeric | categorical
-    # NULL when this role is: computed over only the rows that have it (select_sql)
+    # the role without which this feature is NULL: computed over only the rows that have it (select_sql)
     entity: str | None = None
 
     def public(self) -> dict:
