@@ -173,18 +173,20 @@ def bootstraps(y, s, fns, n: int = 200, seed: int = 0, alpha: float = 0.05) -> l
     values = [[] for _ in fns]
     for _ in range(n):
         idx = rng.integers(0, len(y), len(y))
-        if not all(grouped):
-            if 0 < y[idx].sum() < len(idx):
-                for fn, out in zip(fns, values):
-                    out.append(fn(y[idx], s[idx]))
-            continue
-        drawn = np.bincount(idx, minlength=len(y)).astype(float)
-        pos = np.bincount(group, weights=np.where(positive, drawn, 0.0), minlength=groups)
-        neg = np.bincount(group, weights=np.where(positive, 0.0, drawn), minlength=groups)
-        if 0 < pos.sum() < len(idx):
-            kept = (pos + neg) > 0                    # scores the resample did not draw
-            for of_groups, out in zip(grouped, values):
-                out.append(of_groups(pos[kept], neg[kept]))
+        if all(grouped):
+            drawn = np.bincount(idx, minlength=len(y)).astype(float)
+            pos = np.bincount(group, weights=np.where(positive, drawn, 0.0), minlength=groups)
+            neg = np.bincount(group, weights=np.where(positive, 0.0, drawn), minlength=groups)
+            if not 0 < pos.sum() < len(idx):
+                continue
+            kept = (pos + neg) > 0                    # leave out the scores this resample did not draw
+            results = [of_groups(pos[kept], neg[kept]) for of_groups in grouped]
+        else:
+            if not 0 < y[idx].sum() < len(idx):
+                continue
+            results = [fn(y[idx], s[idx]) for fn in fns]
+        for out, value in zip(values, results):
+            out.append(value)
     return [(float("nan"), float("nan")) if not v else tuple(float(q) for q in np.quantile(v, [alpha / 2, 1 - alpha / 2]))
             for v in values]
 
