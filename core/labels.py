@@ -32,8 +32,9 @@ def label_sql(dataset_id: int) -> tuple[str, list]:
 
 def known_labels_sql(table: str, dataset_id: int) -> str:
     """A relation: the dataset's rows with `known_label`, the reviewed label where a conclusive
-    decision exists, else the file's label (what label-delayed features count)."""
-    return (f"(SELECT t.*, coalesce(r.reviewed_label, t.label) AS known_label FROM {table} t LEFT JOIN "
+    decision exists, else the file's label (what label-delayed features count), and `_row`,
+    the table's row id (`table` is a table)."""
+    return (f"(SELECT t.*, t.rowid AS _row, coalesce(r.reviewed_label, t.label) AS known_label FROM {table} t LEFT JOIN "
             f"(SELECT transaction_id, CASE latest WHEN 'confirmed_fraud' THEN 1 ELSE 0 END AS reviewed_label "
             f"FROM ({latest_conclusive_sql(str(int(dataset_id)))})) r "
             f"ON r.transaction_id = CAST(t.transaction_id AS VARCHAR))")
