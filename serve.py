@@ -55,10 +55,11 @@ def free_port() -> int:
 
 @contextmanager
 def background(home, log=None, timeout: float = 60, threads: int | None = None, port: int | None = None,
-               options: dict | None = None):
+               options: dict | None = None, address: str | None = "127.0.0.1"):
     """This server in another process on `home`, on `port` (default: a free local port), for
     tests, benchmarks and screenshots: yields its base URL once /api/v1/health answers, stops it
-    afterwards. `options` are more Streamlit config flags ({"secrets.files": "PATH"}). Output
+    afterwards, listening on `address` (None: every interface, as `./start.sh` does). `options`
+    are more Streamlit config flags ({"secrets.files": "PATH"}). Output
     goes to the `log` file (else nowhere); a server that does not start raises with the log's
     tail."""
     port = port or free_port()
@@ -66,7 +67,8 @@ def background(home, log=None, timeout: float = 60, threads: int | None = None, 
     out = open(log, "w") if log else subprocess.DEVNULL
     flags = [f"--{k}={v}" for k, v in (options or {}).items()]
     proc = subprocess.Popen([sys.executable, str(HERE / "serve.py"), "--server.port", str(port),
-                             "--server.address", "127.0.0.1", *flags], cwd=HERE, env=env, stdout=out, stderr=subprocess.STDOUT)
+                             *(["--server.address", address] if address else []), *flags],
+                            cwd=HERE, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + timeout

@@ -1,6 +1,7 @@
 """The one server: the Streamlit UI, the REST API (/api/v1, with its OpenAPI document at
 /api/v1/openapi.json) and the session-cookie routes in one process, sharing one database handle
 per workspace."""
+import ipaddress
 import re
 from pathlib import Path
 
@@ -51,6 +52,18 @@ def end_session(request: Request) -> RedirectResponse:
     return response
 
 
+def from_this_machine(host: str | None) -> bool:
+    """Whether a client address is loopback, also as an IPv4-mapped IPv6 address: the default
+    `./start.sh` listens on every interface, dual-stack, where 127.0.0.1 arrives as
+    ::ffff:127.0.0.1."""
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
 async def run_command(request: Request) -> JSONResponse:
     """The command line of this machine's workspace owner, run here while this server holds the
     workspace (core.localserver): loopback only, with the credential from server.json."""
@@ -58,7 +71,7 @@ async def run_command(request: Request) -> JSONResponse:
 
     from core import cli
     credential = request.headers.get("authorization", "").removeprefix("Bearer ")
-    if request.client is None or request.client.host not in ("127.0.0.1", "::1") or not localserver.accepts(credential):
+    if request.client is None or not from_this_machine(request.client.host) or not localserver.accepts(credential):
         return JSONResponse({"error": "not the workspace's local command line"}, status_code=403)
     try:
         body = await request.json()

@@ -78,7 +78,8 @@ def test_the_command_line_goes_through_the_running_server_with_the_same_output_a
     direct = run(home, "datasets", "--json").stdout
     bad = ("monitor", "--dataset", "bank", "--model", "nope", "--start", "2024-01-01", "--end", "2024-01-02", "--json")
     refused = run(home, *bad)
-    with background(home, log=tmp_path / "server.log", threads=1) as url:
+    # on every interface, as ./start.sh serves
+    with background(home, log=tmp_path / "server.log", threads=1, address=None) as url:
         record = home / "server.json"
         assert stat.S_IMODE(record.stat().st_mode) == 0o600              # the owner's local credential
         assert run(home, "datasets", "--json").stdout == direct          # same answer, through the server
@@ -114,3 +115,11 @@ def test_the_command_line_goes_through_the_running_server_with_the_same_output_a
     store = Store(home)
     assert people.sign_in(store, "bob", "long enough secret")["role"] == "analyst"
     store.close()
+
+
+def test_the_local_command_line_is_recognised_by_any_form_of_a_loopback_address():
+    """./start.sh listens dual-stack on every interface, where 127.0.0.1 arrives as
+    ::ffff:127.0.0.1: the command line beside it was refused with 403 until this was known."""
+    from server import from_this_machine
+    assert all(from_this_machine(h) for h in ("127.0.0.1", "::1", "::ffff:127.0.0.1"))
+    assert not any(from_this_machine(h) for h in ("192.0.2.2", "::ffff:192.0.2.2", "", None, "testclient"))
