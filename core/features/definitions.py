@@ -125,7 +125,7 @@ class Definition:
         """Rows of the same `key` in (t - seconds, t - end_days]. RANGE frames are inclusive,
         so the far end is pulled in by one microsecond."""
         end = f"INTERVAL {int(end_days)} DAY PRECEDING" if end_days else "CURRENT ROW"
-        partition = key if key == "customer_id" else _entity(key)
+        partition = key if key == "customer_id" else entity_partition(key)
         spec = (f"PARTITION BY {partition} ORDER BY timestamp RANGE BETWEEN "
                 f"INTERVAL {int(seconds)} SECOND - INTERVAL 1 MICROSECOND PRECEDING AND {end} EXCLUDE {exclude}")
         self.frames[name] = (partition, int(seconds), int(end_days), exclude)
@@ -169,7 +169,7 @@ class Definition:
         return [self.subset(fs) for _, fs in sorted(by_reach.items())]
 
 
-def _entity(role: str) -> str:
+def entity_partition(role: str) -> str:
     """Partition key for an entity; rows without one get partitions of their own (one big
     NULL partition would make distinct counts over time frames quadratic)."""
     return f"coalesce('k:' || {role}, 'n:' || transaction_id)"
@@ -405,8 +405,17 @@ def select_sql(d: Definition, source: str, keys=KEY_COLUMNS, row_key: str = "tra
     return f"SELECT {', '.join([f'_m.{k}' for k in keys] + cols)} FROM {' '.join(joined)}"
 
 
+def source_rows(table: str, d: Definition, known_labels: str | None = None) -> str:
+    """The relation a definition's features are computed from: the table's rows with `_row`,
+    their row id, and `known_label` when a feature reads it (`known_labels`, a relation like
+    core.labels.known_labels_sql; by default the file's labels)."""
+    if any("known_label" in f.sql for f in d.features):
+        return known_labels or f"(SELECT *, rowid AS _row, label AS known_label FROM {table})"
+    return f"(SELECT *, rowid AS _row FROM {table})"
+
+
 def feature_sql(table: str, d: Definition, recompute_from: datetime | None = None, only: str = "TRUE",
-                known_labels: str | None = None, grouped: bool = True) -> str:
+                known_labels: str | None = None, grouped: bool = True, precomputed: tuple[str, ...] = ()) -> str:
     """The one SELECT that computes the features (transaction order) of the rows of `table`:
     of every row, or only of the rows at or after `recompute_from` that also meet `only`.
     Those are computed per group of features that look equally far back (Definition.groups),
@@ -414,17 +423,17 @@ def feature_sql(table: str, d: Definition, recompute_from: datetime | None = Non
     widest context: cheaper for a handful of rows). `known_labels` is the table's rows with
     `known_label` and `_row` columns (core.labels.known_labels_sql); without it the file's
     labels are the known ones. Parts of a query are joined on `_row`, the table's row id: an
-    integer joins faster than a text id (1M rows: 12.5 s against 14.7 s)."""
-    known_labels = known_labels or f"(SELECT *, rowid AS _row, label AS known_label FROM {table})"
-
+    integer joins faster than a text id (1M rows: 12.5 s against 14.7 s). A full build can read
+    columns computed beforehand from tables keyed by `_row` (`precomputed`, core.features.columnar)."""
     def rows(part: Definition) -> str:
-        if any("known_label" in f.sql for f in part.features):
-            return known_labels
-        return f"(SELECT *, rowid AS _row FROM {table})"
+        return source_rows(table, part, known_labels)
 
     if recompute_from is None:
         nulls = "".join(f", NULL::{CARRY_TYPES.get(c, 'INTEGER')} AS {c}" for c in sorted(d.carry))
-        return select_sql(d, f"(SELECT *{nulls} FROM {rows(d)})", row_key="_row") + " ORDER BY timestamp, transaction_id"
+        source = rows(d)
+        if precomputed:
+            source = f"(SELECT * FROM {source} _s {' '.join(f'LEFT JOIN {t} USING (_row)' for t in precomputed)})"
+        return select_sql(d, f"(SELECT *{nulls} FROM {source})", row_key="_row") + " ORDER BY timestamp, transaction_id"
     start = f"TIMESTAMP '{recompute_from.isoformat(sep=' ')}'"
     ctes = [f"_changed AS (SELECT * FROM {table} WHERE timestamp >= {start} AND ({only}))"]
     source = {}

@@ -21,7 +21,8 @@ from ..errors import RiskdeskError
 from ..labels import known_labels_sql, newest_decision
 from ..schema import missing_families
 from ..store import Store, quote_ident
-from .definitions import KEY_COLUMNS, FeatureConfig, definition, feature_sql
+from .columnar import precompute
+from .definitions import KEY_COLUMNS, FeatureConfig, definition, feature_sql, source_rows
 
 Progress = Callable[[float, str], None]
 
@@ -64,9 +65,14 @@ def _rebuild(store: Store, ds: dict, config: FeatureConfig, report: Progress) ->
     decided = newest_decision(store, ds["id"])
     start = time.perf_counter()
     cur = store.cursor()
+    precomputed: list[str] = []
     try:
         cur.execute(f"DROP TABLE IF EXISTS {table}_new")
-        cur.execute(f"CREATE TABLE {table}_new AS {feature_sql(ds['table'], d, known_labels=_known(ds))}")
+        report(0.1, "computing windows")
+        d, precomputed = precompute(cur, source_rows(ds["table"], d, _known(ds)), d)
+        report(0.4, "computing features")
+        cur.execute(f"CREATE TABLE {table}_new AS "
+                    f"{feature_sql(ds['table'], d, known_labels=_known(ds), precomputed=tuple(precomputed))}")
         seconds = time.perf_counter() - start
         rows = cur.execute(f"SELECT count(*) FROM {table}_new").fetchone()[0]
         report(0.9, "storing")
@@ -86,7 +92,11 @@ def _rebuild(store: Store, ds: dict, config: FeatureConfig, report: Progress) ->
             pass
         raise
     finally:
-        cur.close()
+        try:
+            for t in precomputed:
+                cur.execute(f"DROP TABLE IF EXISTS {t}")
+        finally:
+            cur.close()
     report(1.0, "done")
 
 

@@ -1,0 +1,87 @@
+"""Full builds compute window calls with compiled loops (core.features.columnar): every feature
+equals the plain SQL's, type for type, NULL for NULL, on ties, window boundaries, NULL
+customers, entities, amounts and labels, frames long enough to use whole blocks, data split in
+chunks, and generated rows (hypothesis); and a full build leaves no window to DuckDB."""
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_pyengine import ROLES, as_table, demo_rows, row
+from test_spark import tricky_rows
+
+from core.features import columnar
+from core.features.definitions import HANDBOOK, FeatureConfig, definition, feature_sql, source_rows
+
+
+def compare(frame: pd.DataFrame, config: FeatureConfig, roles=ROLES) -> int:
+    """Build the features both ways; returns how many window calls the kernels computed."""
+    con = as_table(frame)
+    d = definition(config, {"mapping": {r: r for r in roles}, "extras": []}, None)
+    plain = con.execute(f"CREATE TABLE plain AS {feature_sql('t', d)}")
+    fast, tables = columnar.precompute(con, source_rows("t", d), d)
+    con.execute(f"CREATE TABLE fast AS {feature_sql('t', fast, precomputed=tuple(tables))}")
+    assert con.execute("DESCRIBE plain").fetchall() == con.execute("DESCRIBE fast").fetchall()
+    a = con.execute("SELECT * FROM plain ORDER BY transaction_id").df()
+    b = con.execute("SELECT * FROM fast ORDER BY transaction_id").df()
+    for name in a.columns:
+        x, y = a[name], b[name]
+        assert x.isna().tolist() == y.isna().tolist(), name
+        if x.dtype.kind in "fiu":
+            np.testing.assert_allclose(x[x.notna()].astype(float), y[y.notna()].astype(float), rtol=1e-9, atol=1e-9,
+                                       err_msg=name)
+        else:
+            assert x.tolist() == y.tolist(), name
+    del plain
+    return sum(f.sql.count("CAST(_k") for f in fast.features)
+
+
+@pytest.mark.parametrize("config", [FeatureConfig(), HANDBOOK,
+                                    FeatureConfig(windows=("2h", "3d"), entity_windows=("12h",), risk_windows=(3,),
+                                                  delay_days=0)], ids=["standard", "handbook", "short-no-delay"])
+def test_kernels_equal_the_sql_on_tricky_and_demo_rows(config):
+    frame = pd.concat([tricky_rows(), demo_rows(1500)], ignore_index=True)
+    assert compare(frame, config) > 10
+
+
+def test_a_full_build_leaves_no_window_to_duckdb():
+    d = definition(FeatureConfig(), {"mapping": {r: r for r in ROLES}, "extras": []}, None)
+    con = as_table(tricky_rows())
+    fast, tables = columnar.precompute(con, source_rows("t", d), d)
+    assert [f.name for f in fast.features if " OVER " in f.sql.upper()] == []
+    assert not fast.windows and len(tables) == 3
+
+
+def test_long_frames_null_amounts_and_chunks(monkeypatch):
+    """Frames of hundreds of rows (whole blocks of 32), NULL amounts and labels, repeated
+    amounts (a standard deviation of exactly 0), and the rows split into hash chunks."""
+    rng = np.random.default_rng(7)
+    n = 900
+    frame = pd.DataFrame({
+        "trans_id": [f"T{i:05d}" for i in range(n)],
+        "user_id": rng.choice(["A", "B", "C", None], n, p=[0.5, 0.3, 0.15, 0.05]),
+        "trans_time": (pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 3 * 86400, n) // 60 * 60, unit="s"))
+        .astype(str),
+        "amount": np.where(rng.random(n) < 0.05, None, rng.choice([5.0, 5.0, 5.0, 1e9, 0.01, 123.45], n)),
+        "pre_balance": 100.0, "post_balance": 50.0,
+        "channel": rng.choice(["app", "web", None], n), "trans_type": "transfer",
+        "device_id": rng.choice(["D1", "D2", "D3", None], n),
+        "counterparty": rng.choice(["M1", "M2", None], n),
+        "label": rng.choice([0, 1, None], n, p=[0.8, 0.1, 0.1]),
+    })
+    assert compare(frame, FeatureConfig()) > 30
+    monkeypatch.setattr(columnar, "ROWS_PER_CHUNK", 200)
+    assert compare(frame, FeatureConfig(windows=("1h", "30d"))) > 10
+
+
+def test_without_a_customer_or_entities():
+    assert compare(tricky_rows(), FeatureConfig(), roles=("transaction_id", "timestamp", "amount", "label",
+                                                          "channel", "device_id")) > 0
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(row, min_size=1, max_size=40))
+def test_kernels_equal_the_sql_on_generated_rows(rows):
+    frame = pd.DataFrame([{**r, "trans_id": f"T{n:03d}"} for n, r in enumerate(rows)])
+    compare(frame, FeatureConfig(windows=("1h", "24h", "30d"), entity_windows=("1d", "7d"), risk_windows=(7,),
+                                 delay_days=7))
