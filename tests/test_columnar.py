@@ -19,9 +19,13 @@ def compare(frame: pd.DataFrame, config: FeatureConfig, roles=ROLES) -> int:
     con = as_table(frame)
     d = definition(config, {"mapping": {r: r for r in roles}, "extras": []}, None)
     plain = con.execute(f"CREATE TABLE plain AS {feature_sql('t', d)}")
-    fast, tables = columnar.precompute(con, source_rows("t", d), d)
-    con.execute(f"CREATE TABLE fast AS {feature_sql('t', fast, precomputed=tuple(tables))}")
+    fast = columnar.precompute(con, source_rows("t", d), d)
+    sql = feature_sql("t", fast.definition, source=fast.source, in_time_order=fast.in_time_order)
+    con.execute(f"CREATE TABLE fast AS {sql}")
+    fast.close(con)
     assert con.execute("DESCRIBE plain").fetchall() == con.execute("DESCRIBE fast").fetchall()
+    assert con.execute("SELECT list(transaction_id ORDER BY rowid) = list(transaction_id ORDER BY timestamp, "
+                       "transaction_id) FROM fast").fetchone()[0], "stored in time order"
     a = con.execute("SELECT * FROM plain ORDER BY transaction_id").df()
     b = con.execute("SELECT * FROM fast ORDER BY transaction_id").df()
     for name in a.columns:
@@ -33,7 +37,7 @@ def compare(frame: pd.DataFrame, config: FeatureConfig, roles=ROLES) -> int:
         else:
             assert x.tolist() == y.tolist(), name
     del plain
-    return sum(f.sql.count("CAST(_k") for f in fast.features)
+    return sum(f.sql.count("CAST(_k") for f in fast.definition.features)
 
 
 @pytest.mark.parametrize("config", [FeatureConfig(), HANDBOOK,
@@ -47,9 +51,9 @@ def test_kernels_equal_the_sql_on_tricky_and_demo_rows(config):
 def test_a_full_build_leaves_no_window_to_duckdb():
     d = definition(FeatureConfig(), {"mapping": {r: r for r in ROLES}, "extras": []}, None)
     con = as_table(tricky_rows())
-    fast, tables = columnar.precompute(con, source_rows("t", d), d)
-    assert [f.name for f in fast.features if " OVER " in f.sql.upper()] == []
-    assert not fast.windows and len(tables) == 3
+    fast = columnar.precompute(con, source_rows("t", d), d)
+    assert [f.name for f in fast.definition.features if " OVER " in f.sql.upper()] == []
+    assert not fast.definition.windows and fast.in_time_order
 
 
 def test_long_frames_null_amounts_and_chunks(monkeypatch):
@@ -70,6 +74,7 @@ def test_long_frames_null_amounts_and_chunks(monkeypatch):
         "label": rng.choice([0, 1, None], n, p=[0.8, 0.1, 0.1]),
     })
     assert compare(frame, FeatureConfig()) > 30
+    monkeypatch.setattr(columnar, "IN_MEMORY_ROWS", 100)       # beyond it: temporary tables in chunks, joined
     monkeypatch.setattr(columnar, "ROWS_PER_CHUNK", 200)
     assert compare(frame, FeatureConfig(windows=("1h", "30d"))) > 10
 

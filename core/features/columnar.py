@@ -29,19 +29,21 @@ from __future__ import annotations
 
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from ..store import quote_ident
 from .definitions import Definition, entity_partition
 
-_RANGE = re.compile(r"\b(count|sum|avg|max|min|stddev_samp)\((DISTINCT )?(\*|[a-z_][a-z0-9_]*)\) OVER ([a-z_][a-z0-9_]*)\b",
-                    re.IGNORECASE)
+_RANGE = re.compile(r"\b(count|sum|avg|max|min|stddev_samp)\((DISTINCT )?(\*|[a-z_][a-z0-9_]*)\) "
+                    r"OVER ([a-z_][a-z0-9_]*)\b", re.IGNORECASE)
 _SEQUENCE = re.compile(r"\b(row_number\(\)|count\(\*\)|lag\(timestamp\)) OVER \(PARTITION BY customer_id"
                        r"(?:, (?P<sub>(?:(?!ORDER BY|OVER).)+?))? ORDER BY timestamp, transaction_id"
                        r"(?P<rows> ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)?\)", re.IGNORECASE)
 _NUMERIC = ("DOUBLE", "FLOAT", "INTEGER", "SMALLINT", "TINYINT", "BOOLEAN")
 DAY_US, SECOND_US = 86_400 * 10 ** 6, 10 ** 6
 ROWS_PER_CHUNK = 2_000_000
+IN_MEMORY_ROWS = 3_000_000
 
 
 @dataclass
@@ -111,36 +113,119 @@ class _Planner:
         return sql if out == expanded else out
 
 
-def precompute(cur, relation: str, d: Definition) -> tuple[Definition, list[str]]:
+@dataclass
+class Precomputed:
+    """A full build's window calls, computed: the definition reading them, and where from."""
+    definition: Definition
+    source: str | None = None       # the relation to compute the features from (None: the table's rows)
+    in_time_order: bool = False     # its rows are already in (timestamp, transaction_id) order
+    tables: list[str] = field(default_factory=list)
+    views: list[str] = field(default_factory=list)
+
+    def close(self, cur) -> None:
+        """Drop the temporary tables and views."""
+        for t in self.tables:
+            cur.execute(f"DROP TABLE IF EXISTS {t}")
+        for v in self.views:
+            cur.unregister(v)
+
+
+def in_memory_rows() -> int:
+    """Up to this many rows, the rows and the computed columns are held in memory (about 1 kB a
+    row with the standard features) and the features are read from them, in time order, with no
+    join or sort; beyond it, the columns go to temporary tables in chunks and are joined."""
+    from ..config import memory_limit
+    return min(IN_MEMORY_ROWS, memory_limit() // 1000)
+
+
+def precompute(cur, relation: str, d: Definition) -> Precomputed:
     """Compute the definition's window calls that the kernels know over `relation` (rows with
-    `_row` and every column the features read) into temporary tables on `cur`. Returns the
-    definition reading those columns in their place, and the tables' names (join them on
-    `_row`; drop them when done). A definition with nothing to compute comes back as it was."""
+    `_row` and every column the features read). Returns the definition reading the results in
+    their place and the relation holding them (Precomputed; close it when done). A definition
+    with nothing to compute comes back as it was."""
     types = dict(cur.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {relation})").fetchall())
     planner = _Planner(d, types)
     for f in d.features:
         planner.rewrite(f.sql)
     if not planner.columns:
-        return d, []
+        return Precomputed(d)
     calls = [c for c in planner.columns.values() if c.window]
     described = dict(cur.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT "
                                  f"{', '.join(f'{_plain(c)} AS {c.column}' for c in calls) or '1 AS _none'} "
                                  f"FROM {relation})").fetchall())
     for c in planner.columns.values():
         c.sql_type = described.get(c.column) or ("TIMESTAMP" if c.fn == "lag" else "BIGINT")
-    tables: list[str] = []
-    try:
-        for key in planner.keys.values():
-            tables.append(_compute_key(cur, relation, d, key))
-    except BaseException:
-        for t in tables:
-            cur.execute(f"DROP TABLE IF EXISTS {t}")
-        raise
     features = []
     for f in d.features:
         sql = planner.rewrite(f.sql)
         features.append(replace(f, sql=sql, entity=f.entity if " OVER " in sql.upper() else None))
-    return d.subset(features), tables
+    result = Precomputed(d.subset(features))
+    keys = list(planner.keys.values())
+    subs = list(dict.fromkeys(c.sub for k in keys for c in k.calls if c.sub))
+    extra = f", epoch_us(timestamp) AS _ts{''.join(f', {s} AS _s{j}' for j, s in enumerate(subs))}"
+    rows = cur.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
+    try:
+        if rows <= in_memory_rows():
+            _in_memory(cur, relation, d, keys, subs, extra, result)
+        else:
+            _in_chunks(cur, relation, d, keys, subs, extra, -(-rows // ROWS_PER_CHUNK), result)
+    except BaseException:
+        result.close(cur)
+        raise
+    return result
+
+
+def _in_memory(cur, relation: str, d: Definition, keys: list[_Key], subs: list[str], extra: str,
+               result: Precomputed) -> None:
+    """Every row, in time order, with the computed columns appended: a registered Arrow view.
+    Two threads: the kernels release the GIL, and each key's ranged and sequence calls are
+    separate tasks."""
+    with ThreadPoolExecutor(2) as pool:
+        pool.submit(_warm_up)              # numba loads its cached machine code while DuckDB sorts
+        fetched = cur.sql(f"SELECT *{extra} FROM {relation} ORDER BY timestamp, transaction_id").to_arrow_table()
+        sorts = dict(zip([k.role for k in keys], pool.map(lambda key: _sort(fetched, key), keys)))
+        parts = [(k.role, [c for c in k.calls if bool(c.window) == ranged]) for k in keys for ranged in (True, False)]
+        computed = list(pool.map(lambda part: _compute(fetched, part[1], d, subs, sorts[part[0]]),
+                                 [p for p in parts if p[1]]))
+    for columns in computed:
+        for name, column in columns.items():
+            fetched = fetched.append_column(name, column)
+    result.source, result.in_time_order = f"_kern_{uuid.uuid4().hex[:12]}", True
+    cur.register(result.source, fetched)
+    result.views.append(result.source)
+
+
+def _in_chunks(cur, relation: str, d: Definition, keys: list[_Key], subs: list[str], extra: str, chunks: int,
+               result: Precomputed) -> None:
+    """Per key, whole partitions at a time (a hash of the key picks a chunk's), into a temporary
+    table keyed by `_row`; the relation joined with them."""
+    import pyarrow as pa
+    for key in keys:
+        table = f"_kern_{uuid.uuid4().hex[:12]}"
+        role = quote_ident(key.role)
+        wanted = "".join(f", {quote_ident(a)}" for a in sorted({c.arg for c in key.calls if c.arg != "*"}))
+        for chunk in range(chunks):
+            fetched = cur.sql(f"SELECT _row, {role}{wanted}{extra} FROM {relation} WHERE hash({role}) % {chunks} = "
+                              f"{chunk} ORDER BY timestamp, transaction_id").to_arrow_table()
+            columns = _compute(fetched, key.calls, d, subs, _sort(fetched, key))
+            cur.register("_kern_chunk", pa.table({"_row": fetched.column("_row"), **columns}))
+            try:
+                cur.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM _kern_chunk" if chunk == 0 else
+                            f"INSERT INTO {table} SELECT * FROM _kern_chunk")
+            finally:
+                cur.unregister("_kern_chunk")
+            if chunk == 0:
+                result.tables.append(table)
+    joins = " ".join(f"LEFT JOIN {t} USING (_row)" for t in result.tables)
+    result.source = f"(SELECT * FROM {relation} _s {joins})"
+
+
+def _warm_up() -> None:
+    import numpy as np
+
+    from . import kernels
+    empty = np.zeros(0, np.int64)
+    kernels.sequence_ranks(np.zeros(1, np.int64), empty, 1)
 
 
 def _plain(c: _Call) -> str:
@@ -148,68 +233,73 @@ def _plain(c: _Call) -> str:
     return f"{c.fn}({'DISTINCT ' if c.distinct else ''}{c.arg})"
 
 
-def _compute_key(cur, relation: str, d: Definition, key: _Key) -> str:
+def _sort(fetched, key: _Key) -> tuple:
+    """The order that sorts `fetched` (rows in time order) by the key, stably, NULLs last; where
+    each partition starts in it (and the end); the timestamps in that order."""
+    import numpy as np
+    partition, _ = _codes(fetched.column(key.role), null=False)
+    order = np.argsort(np.where(partition < 0, np.iinfo(np.int64).max, partition), kind="stable")
+    ordered = partition[order]
+    boundary = ordered[1:] != ordered[:-1]
+    if key.nulls_alone:
+        boundary |= ordered[1:] < 0
+    starts = np.concatenate([[0], np.flatnonzero(boundary) + 1, [len(order)]]).astype(np.int64)
+    return order, starts, np.ascontiguousarray(fetched.column("_ts").to_numpy()[order])
+
+
+def _compute(fetched, calls: list[_Call], d: Definition, subs: list[str], sort: tuple) -> dict:
+    """These calls of one key over `fetched` (rows in time order, with `_ts` and the
+    sub-partition expressions `_s<j>`), as Arrow arrays in the same row order."""
     import numpy as np
     import pyarrow as pa
 
     from . import kernels
-    table = f"_kern_{uuid.uuid4().hex[:12]}"
-    args = sorted({c.arg for c in key.calls if c.arg != "*"})
-    subs = list(dict.fromkeys(c.sub for c in key.calls if c.sub))
-    role = quote_ident(key.role)
-    rows = cur.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
-    chunks = max(1, -(-rows // ROWS_PER_CHUNK))
-    for chunk in range(chunks):
-        where = f"WHERE hash({role}) % {chunks} = {chunk}" if chunks > 1 else ""
-        fetched = cur.sql(
-            f"SELECT _row, epoch_us(timestamp) AS _ts, {role} AS _key"
-            f"{''.join(', ' + quote_ident(a) for a in args)}{''.join(f', {s} AS _s{j}' for j, s in enumerate(subs))} "
-            f"FROM {relation} {where} ORDER BY {role} NULLS LAST, timestamp, transaction_id").to_arrow_table()
-        starts = _partition_starts(fetched.column("_key"), key.nulls_alone)
-        ts = fetched.column("_ts").to_numpy()
-        out = {"_row": fetched.column("_row")}
-        bounds: dict[str, tuple] = {}
-        stats: dict[tuple[str, str], tuple] = {}
-        ranks: dict[str | None, tuple] = {}
-        codes: dict[str, tuple] = {}
-        for c in key.calls:
-            if not c.window:
-                if c.sub not in ranks:
-                    sub = (np.zeros(len(ts), np.int64), 1) if c.sub is None else \
-                        _codes(fetched.column(f"_s{subs.index(c.sub)}"), null=True)
-                    ranks[c.sub] = kernels.sequence_ranks(starts, *sub)
-                rank, previous = ranks[c.sub]
-                if c.fn == "lag":
-                    out[c.column] = pa.array(ts[np.maximum(previous, 0)], mask=previous < 0).cast(pa.timestamp("us"))
-                else:
-                    out[c.column] = pa.array(rank + (c.fn == "row_number"))
-                continue
-            if c.window not in bounds:
-                _, seconds, end_days, exclude = d.frames[c.window]
-                bounds[c.window] = kernels.frame_bounds(starts, ts, seconds * SECOND_US, end_days * DAY_US,
-                                                        exclude == "GROUP")
-            lo, hi = bounds[c.window]
-            if c.arg == "*":
-                out[c.column] = pa.array(hi - lo)
-            elif c.distinct:
-                if c.arg not in codes:
-                    codes[c.arg] = _codes(fetched.column(c.arg), null=False)
-                out[c.column] = pa.array(kernels.distinct_counts(starts, lo, hi, *codes[c.arg]))
-            elif c.fn == "count":
-                valid = fetched.column(c.arg).is_valid().to_numpy(zero_copy_only=False)
-                prefix = np.concatenate([[0], np.cumsum(valid, dtype=np.int64)])
-                out[c.column] = pa.array(prefix[hi] - prefix[lo])
-            else:
-                if (c.window, c.arg) not in stats:
-                    stats[c.window, c.arg] = kernels.value_stats(lo, hi, *_values(fetched.column(c.arg)))
-                out[c.column] = _result(c.fn, *stats[c.window, c.arg])
-        cur.register("_kern_chunk", pa.table(out))
-        try:
-            cur.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM _kern_chunk" if chunk == 0 else
-                        f"INSERT INTO {table} SELECT * FROM _kern_chunk")
-        finally:
-            cur.unregister("_kern_chunk")
-    return table
+    order, starts, ts = sort
+    n = len(order)
+    results: dict[str, tuple] = {}          # column -> (values, mask) in key order
+    bounds: dict[str, tuple] = {}
+    stats: dict[tuple[str, str], tuple] = {}
+    ranks: dict[str | None, tuple] = {}
+    codes: dict[str, tuple] = {}
+    for c in calls:
+        if not c.window:
+            if c.sub not in ranks:
+                sub = (np.zeros(n, np.int64), 1) if c.sub is None else \
+                    _codes(fetched.column(f"_s{subs.index(c.sub)}"), null=True)
+                ranks[c.sub] = kernels.sequence_ranks(starts, np.ascontiguousarray(sub[0][order]), sub[1])
+            rank, previous = ranks[c.sub]
+            results[c.column] = (ts[np.maximum(previous, 0)], previous < 0) if c.fn == "lag" else \
+                (rank + (c.fn == "row_number"), None)
+            continue
+        if c.window not in bounds:
+            _, seconds, end_days, exclude = d.frames[c.window]
+            bounds[c.window] = kernels.frame_bounds(starts, ts, seconds * SECOND_US, end_days * DAY_US,
+                                                    exclude == "GROUP")
+        lo, hi = bounds[c.window]
+        if c.arg == "*":
+            results[c.column] = (hi - lo, None)
+        elif c.distinct:
+            if c.arg not in codes:
+                values, size = _codes(fetched.column(c.arg), null=False)
+                codes[c.arg] = (np.ascontiguousarray(values[order]), size)
+            results[c.column] = (kernels.distinct_counts(starts, lo, hi, *codes[c.arg]), None)
+        else:
+            if (c.window, c.arg) not in stats:
+                x, valid = _values(fetched.column(c.arg))
+                stats[c.window, c.arg] = kernels.value_stats(lo, hi, np.ascontiguousarray(x[order]),
+                                                             np.ascontiguousarray(valid[order]))
+            results[c.column] = _result(c.fn, *stats[c.window, c.arg])
+    out = {}
+    for column, (values, mask) in results.items():      # back to the fetched order
+        unordered = np.empty_like(values)
+        unordered[order] = values
+        if mask is not None:
+            unmasked = np.empty_like(mask)
+            unmasked[order] = mask
+            mask = unmasked
+        array = pa.array(unordered, mask=mask)
+        out[column] = array.cast(pa.timestamp("us")) if column in {c.column for c in calls if c.fn == "lag"} else array
+    return out
 
 
 def _codes(column, null: bool):
@@ -223,40 +313,27 @@ def _filled(array, fill):
     """An Arrow array of numbers as numpy, NULLs replaced by `fill` (pyarrow's fill_null is
     slow here: 0.4 s on a million dictionary indices)."""
     import numpy as np
-    values = array.to_numpy(zero_copy_only=False) if array.null_count == 0 else None
-    if values is None:
-        raw = np.frombuffer(array.buffers()[1], dtype=array.type.to_pandas_dtype(), count=len(array),
-                            offset=array.offset * array.type.byte_width)
-        values = np.where(array.is_valid().to_numpy(zero_copy_only=False), raw, fill)
-    return values
-
-
-def _partition_starts(key, nulls_alone: bool):
-    """Where each partition begins in rows sorted by key (NULLs last), and the end."""
-    import numpy as np
-    codes, _ = _codes(key, null=False)
-    if len(codes) == 0:
-        return np.zeros(1, np.int64)
-    valid = codes >= 0
-    starts = codes[1:] != codes[:-1]
-    if nulls_alone:
-        starts |= ~valid[1:]
-    return np.concatenate([[0], np.flatnonzero(starts) + 1, [len(codes)]]).astype(np.int64)
+    if array.null_count == 0:
+        return array.to_numpy(zero_copy_only=False)
+    raw = np.frombuffer(array.buffers()[1], dtype=array.type.to_pandas_dtype(), count=len(array),
+                        offset=array.offset * array.type.byte_width)
+    return np.where(array.is_valid().to_numpy(zero_copy_only=False), raw, fill)
 
 
 def _values(column):
+    """A numeric column as doubles (NULLs as 0) and whether each value is there."""
     import numpy as np
     column = column.combine_chunks().cast("double")
     valid = column.is_valid().to_numpy(zero_copy_only=False)
-    return np.ascontiguousarray(_filled(column, 0.0), dtype=np.float64), np.ascontiguousarray(valid)
+    return np.asarray(_filled(column, 0.0), dtype=np.float64), valid
 
 
 def _result(fn: str, count, total, top, bottom, std):
+    """An aggregate's values and NULL mask from the frame statistics."""
     import numpy as np
-    import pyarrow as pa
     if fn == "count":
-        return pa.array(count)
-    value = {"sum": total, "max": top, "min": bottom, "stddev_samp": std}.get(fn)
+        return count, None
     if fn == "avg":
-        value = total / np.maximum(count, 1)
-    return pa.array(value, mask=count < (2 if fn == "stddev_samp" else 1))
+        return total / np.maximum(count, 1), count < 1
+    value = {"sum": total, "max": top, "min": bottom, "stddev_samp": std}[fn]
+    return value, count < (2 if fn == "stddev_samp" else 1)

@@ -65,14 +65,14 @@ def _rebuild(store: Store, ds: dict, config: FeatureConfig, report: Progress) ->
     decided = newest_decision(store, ds["id"])
     start = time.perf_counter()
     cur = store.cursor()
-    precomputed: list[str] = []
+    windows = None
     try:
         cur.execute(f"DROP TABLE IF EXISTS {table}_new")
         report(0.1, "computing windows")
-        d, precomputed = precompute(cur, source_rows(ds["table"], d, _known(ds)), d)
+        windows = precompute(cur, source_rows(ds["table"], d, _known(ds)), d)
         report(0.4, "computing features")
-        cur.execute(f"CREATE TABLE {table}_new AS "
-                    f"{feature_sql(ds['table'], d, known_labels=_known(ds), precomputed=tuple(precomputed))}")
+        sql = feature_sql(ds["table"], windows.definition, source=windows.source, in_time_order=windows.in_time_order)
+        cur.execute(f"CREATE TABLE {table}_new AS {sql}")
         seconds = time.perf_counter() - start
         rows = cur.execute(f"SELECT count(*) FROM {table}_new").fetchone()[0]
         report(0.9, "storing")
@@ -93,8 +93,8 @@ def _rebuild(store: Store, ds: dict, config: FeatureConfig, report: Progress) ->
         raise
     finally:
         try:
-            for t in precomputed:
-                cur.execute(f"DROP TABLE IF EXISTS {t}")
+            if windows:
+                windows.close(cur)
         finally:
             cur.close()
     report(1.0, "done")
