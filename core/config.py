@@ -88,7 +88,9 @@ def memory_limit() -> int:
 
 
 def duckdb_config(workspace: Path | None = None) -> dict:
-    """Settings for every DuckDB connection: threads, the memory cap, and spilling to the
-    workspace's tmp/duckdb folder."""
+    """Settings for every DuckDB connection: threads, the memory cap, spilling to the
+    workspace's tmp/duckdb folder, and memory handed back to the system once freed (without
+    the allocator's background threads, a 10M-row sort left 1.4 GB of freed memory held)."""
     spill = Path(workspace or home()) / "tmp" / "duckdb"
-    return {"threads": threads(), "memory_limit": f"{memory_limit() // 2 ** 20}MiB", "temp_directory": str(spill)}
+    return {"threads": threads(), "memory_limit": f"{memory_limit() // 2 ** 20}MiB", "temp_directory": str(spill),
+            "allocator_background_threads": True}

@@ -1,7 +1,8 @@
 """Full builds compute window calls with compiled loops (core.features.columnar): every feature
 equals the plain SQL's, type for type, NULL for NULL, on ties, window boundaries, NULL
 customers, entities, amounts and labels, frames long enough to use whole blocks, data split in
-chunks, and generated rows (hypothesis); and a full build leaves no window to DuckDB."""
+time slices, and generated rows (hypothesis); a full build leaves no window to DuckDB, and
+one whose results would not fit in memory is left to DuckDB whole."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,9 +21,7 @@ def compare(frame: pd.DataFrame, config: FeatureConfig, roles=ROLES) -> int:
     d = definition(config, {"mapping": {r: r for r in roles}, "extras": []}, None)
     plain = con.execute(f"CREATE TABLE plain AS {feature_sql('t', d)}")
     fast = columnar.precompute(con, source_rows("t", d), d)
-    sql = feature_sql("t", fast.definition, source=fast.source, in_time_order=fast.in_time_order)
-    con.execute(f"CREATE TABLE fast AS {sql}")
-    fast.close(con)
+    columnar.create_table(con, "fast", "t", fast)
     assert con.execute("DESCRIBE plain").fetchall() == con.execute("DESCRIBE fast").fetchall()
     assert con.execute("SELECT list(transaction_id ORDER BY rowid) = list(transaction_id ORDER BY timestamp, "
                        "transaction_id) FROM fast").fetchone()[0], "stored in time order"
@@ -53,12 +52,13 @@ def test_a_full_build_leaves_no_window_to_duckdb():
     con = as_table(tricky_rows())
     fast = columnar.precompute(con, source_rows("t", d), d)
     assert [f.name for f in fast.definition.features if " OVER " in f.sql.upper()] == []
-    assert not fast.definition.windows and fast.in_time_order
+    assert not fast.definition.windows and fast.rows is not None and len(fast.slices) == 1
 
 
-def test_long_frames_null_amounts_and_chunks(monkeypatch):
+def test_long_frames_null_amounts_ties_and_time_slices(monkeypatch):
     """Frames of hundreds of rows (whole blocks of 32), NULL amounts and labels, repeated
-    amounts (a standard deviation of exactly 0), and the rows split into hash chunks."""
+    amounts (a standard deviation of exactly 0), many rows at the same minute, and the rows
+    read back a time slice at a time; beyond the memory cap, DuckDB computes every window."""
     rng = np.random.default_rng(7)
     n = 900
     frame = pd.DataFrame({
@@ -74,9 +74,10 @@ def test_long_frames_null_amounts_and_chunks(monkeypatch):
         "label": rng.choice([0, 1, None], n, p=[0.8, 0.1, 0.1]),
     })
     assert compare(frame, FeatureConfig()) > 30
-    monkeypatch.setattr(columnar, "IN_MEMORY_ROWS", 100)       # beyond it: temporary tables in chunks, joined
-    monkeypatch.setattr(columnar, "ROWS_PER_CHUNK", 200)
+    monkeypatch.setattr(columnar, "IN_MEMORY_ROWS", 400)       # beyond it: the rest of each row 100 rows at a time
     assert compare(frame, FeatureConfig(windows=("1h", "30d"))) > 10
+    monkeypatch.setattr(columnar, "memory_limit", lambda: 100_000)
+    assert compare(frame, FeatureConfig()) == 0
 
 
 def test_without_a_customer_or_entities():

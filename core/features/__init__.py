@@ -3,6 +3,9 @@
 * `definitions` - what each feature means: configurations, families, the one SQL definition
   (for every row, or for the rows a batch can change)
 * `materialise` - feature sets stored per dataset and version, caught up after appends
+* `columnar` - a full build's window calls computed beside DuckDB, by `kernels` (numba loops)
+* `pyengine` - the same definitions in plain Python, for the few rows of a REST request
+* `spark` - the same definitions on Apache Spark
 
 Callers import from `core.features`; these are its public names.
 """

@@ -1,20 +1,23 @@
 """Window functions of a full build, computed by compiled loops beside DuckDB.
 
 A full build of the standard features asks DuckDB for about 45 window functions over three
-keys (customer, counterparty, device). DuckDB sorts the whole row once per distinct window
-ordering, and a distinct count over a time range costs a second of CPU per million rows. Here
-the window calls of two shapes are computed instead by core.features.kernels, in one pass per
-key over the rows sorted by (key, timestamp, transaction_id), and stored in a temporary table
-keyed by the row id `_row`:
+keys (customer, counterparty, device). DuckDB sorts the whole row once per window ordering and
+runs each aggregate separately; a distinct count over a time range costs a second of CPU per
+million rows. Here the window calls of two shapes are computed instead by
+core.features.kernels:
 
 * `fn(column) OVER name`, where `name` is a time-range window of the definition
   (Definition.frames) and fn is count, count(DISTINCT), sum, avg, max, min or stddev_samp;
 * `row_number()`, `count(*) ... ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING` and
   `lag(timestamp)` over `PARTITION BY customer_id[, expression] ORDER BY timestamp,
-  transaction_id` (the expression is evaluated by DuckDB).
+  transaction_id` (DuckDB evaluates the expression).
 
-The feature SQL is rewritten to read those columns in place of the calls; everything else
-(expressions, NULL guards, other windows) stays as written and runs in DuckDB.
+DuckDB sorts the rows by time once; each key's order is a stable argsort of its codes, and
+the results go back to time order. The feature SQL is rewritten to read the results in place
+of the calls, and runs over the rows with the results appended, in time order, so nothing is
+joined or sorted again. Up to IN_MEMORY_ROWS every column is fetched at once; beyond, only the
+columns the calls read, and the rest a time slice at a time. Results that would not fit in
+RISKDESK_MEMORY leave the whole build to DuckDB, which spills.
 
 Same values as the SQL: its partitions (rows without a customer share one; rows without an
 entity are each alone, as `coalesce('k:' || role, 'n:' || transaction_id)` makes them), frames
@@ -31,19 +34,23 @@ import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterator
 
+from ..config import memory_limit, threads
+from ..errors import RiskdeskError
 from ..store import quote_ident
-from .definitions import Definition, entity_partition
+from .definitions import Definition, entity_partition, feature_sql
 
 _RANGE = re.compile(r"\b(count|sum|avg|max|min|stddev_samp)\((DISTINCT )?(\*|[a-z_][a-z0-9_]*)\) "
                     r"OVER ([a-z_][a-z0-9_]*)\b", re.IGNORECASE)
 _SEQUENCE = re.compile(r"\b(row_number\(\)|count\(\*\)|lag\(timestamp\)) OVER \(PARTITION BY customer_id"
                        r"(?:, (?P<sub>(?:(?!ORDER BY|OVER).)+?))? ORDER BY timestamp, transaction_id"
                        r"(?P<rows> ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)?\)", re.IGNORECASE)
+_COUNTS = ("count", "rank", "row_number")        # kept as 32-bit integers where they fit
 _NUMERIC = ("DOUBLE", "FLOAT", "INTEGER", "SMALLINT", "TINYINT", "BOOLEAN")
 DAY_US, SECOND_US = 86_400 * 10 ** 6, 10 ** 6
-ROWS_PER_CHUNK = 2_000_000
 IN_MEMORY_ROWS = 3_000_000
+BYTES_PER_ROW = 100      # the columns the window calls read, and their order, beside the results
 
 
 @dataclass
@@ -115,39 +122,81 @@ class _Planner:
 
 @dataclass
 class Precomputed:
-    """A full build's window calls, computed: the definition reading them, and where from."""
+    """A full build's window calls, computed: the definition that reads them, and the rows to
+    read them from (`sources`)."""
     definition: Definition
-    source: str | None = None       # the relation to compute the features from (None: the table's rows)
-    in_time_order: bool = False     # its rows are already in (timestamp, transaction_id) order
-    tables: list[str] = field(default_factory=list)
-    views: list[str] = field(default_factory=list)
+    relation: str = ""
+    rows: Any = None                # every row, when it was fetched whole (an Arrow table)
+    columns: dict = field(default_factory=dict)         # name -> Arrow array, rows in time order
+    tables: list[str] = field(default_factory=list)     # temporary tables of more columns, rows in time order
+    slices: list[tuple] = field(default_factory=list)   # (first, end, from time, to time) of the time order
 
-    def close(self, cur) -> None:
-        """Drop the temporary tables and views."""
-        for t in self.tables:
-            cur.execute(f"DROP TABLE IF EXISTS {t}")
-        for v in self.views:
-            cur.unregister(v)
+    def sources(self, cur) -> Iterator[str | None]:
+        """Relations (registered views, one at a time) whose rows, in (timestamp,
+        transaction_id) order, are every row of the table with the computed columns; one None
+        when nothing was computed (read the table's rows)."""
+        if not self.columns and not self.tables:
+            yield None
+            return
+        try:
+            for first, end, since, until in self.slices:
+                rows = self.rows if self.rows is not None else self._slice(cur, first, end, since, until)
+                for name, column in self.columns.items():
+                    rows = rows.append_column(name, column.slice(first, end - first))
+                for table in self.tables:       # a temporary table's row ids are its rows' positions
+                    part = cur.sql(f"SELECT * FROM {table} WHERE rowid >= {int(first)} AND rowid < {int(end)}").to_arrow_table()
+                    for name in part.column_names:
+                        rows = rows.append_column(name, part.column(name))
+                view = f"_kern_{uuid.uuid4().hex[:12]}"
+                cur.register(view, rows)
+                try:
+                    yield view
+                finally:
+                    cur.unregister(view)
+        finally:
+            for table in self.tables:
+                cur.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def _slice(self, cur, first: int, end: int, since, until):
+        bounds = "timestamp >= ?" + (" AND timestamp < ?" if until is not None else "")
+        rows = cur.sql(f"SELECT * FROM {self.relation} WHERE {bounds} ORDER BY timestamp, transaction_id",
+                       params=[since] + ([until] if until is not None else [])).to_arrow_table()
+        if rows.num_rows != end - first:
+            raise RiskdeskError(f"the rows changed while their features were computed ({rows.num_rows:,} rows "
+                                f"from {since}, expected {end - first:,})")
+        return rows
+
+
+def create_table(cur, target: str, table: str, pre: Precomputed, known_labels: str | None = None,
+                 progress: Callable[[float], None] | None = None) -> None:
+    """CREATE TABLE `target` with the features of every row of `table` (in time order), reading
+    what `pre` computed; `progress` hears the share done after each time slice."""
+    for n, source in enumerate(pre.sources(cur)):
+        sql = feature_sql(table, pre.definition, known_labels=known_labels, source=source,
+                          in_time_order=source is not None)
+        cur.execute(f"CREATE TABLE {target} AS {sql}" if n == 0 else f"INSERT INTO {target} {sql}")
+        if progress:
+            progress((n + 1) / max(1, len(pre.slices)))
 
 
 def in_memory_rows() -> int:
-    """Up to this many rows, the rows and the computed columns are held in memory (about 1 kB a
-    row with the standard features) and the features are read from them, in time order, with no
-    join or sort; beyond it, the columns go to temporary tables in chunks and are joined."""
-    from ..config import memory_limit
+    """Up to this many rows, every column of every row is fetched at once; beyond it, only the
+    columns the window calls read, and the rest a time slice at a time."""
     return min(IN_MEMORY_ROWS, memory_limit() // 1000)
 
 
 def precompute(cur, relation: str, d: Definition) -> Precomputed:
     """Compute the definition's window calls that the kernels know over `relation` (rows with
     `_row` and every column the features read). Returns the definition reading the results in
-    their place and the relation holding them (Precomputed; close it when done). A definition
-    with nothing to compute comes back as it was."""
+    their place and the rows to read them from (Precomputed.sources). A definition with nothing
+    to compute, or whose results would not fit in memory, comes back as it was."""
     types = dict(cur.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {relation})").fetchall())
     planner = _Planner(d, types)
     for f in d.features:
         planner.rewrite(f.sql)
-    if not planner.columns:
+    rows = cur.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
+    if not planner.columns or rows * (BYTES_PER_ROW + sum(4 if c.fn in _COUNTS else 8 for c in planner.columns.values())) \
+            > memory_limit():
         return Precomputed(d)
     calls = [c for c in planner.columns.values() if c.window]
     described = dict(cur.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT "
@@ -159,65 +208,59 @@ def precompute(cur, relation: str, d: Definition) -> Precomputed:
     for f in d.features:
         sql = planner.rewrite(f.sql)
         features.append(replace(f, sql=sql, entity=f.entity if " OVER " in sql.upper() else None))
-    result = Precomputed(d.subset(features))
     keys = list(planner.keys.values())
-    subs = list(dict.fromkeys(c.sub for k in keys for c in k.calls if c.sub))
-    extra = f", epoch_us(timestamp) AS _ts{''.join(f', {s} AS _s{j}' for j, s in enumerate(subs))}"
-    rows = cur.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
-    try:
-        if rows <= in_memory_rows():
-            _in_memory(cur, relation, d, keys, subs, extra, result)
-        else:
-            _in_chunks(cur, relation, d, keys, subs, extra, -(-rows // ROWS_PER_CHUNK), result)
-    except BaseException:
-        result.close(cur)
-        raise
+    # each sub-partition expression's column in the fetched rows: a column as it is, else computed
+    expressions = dict.fromkeys(c.sub for k in keys for c in k.calls if c.sub)
+    subs = {e: e if e in types else f"_s{j}" for j, e in enumerate(expressions)}
+    whole = rows <= in_memory_rows()
+    wanted = "*" if whole else ", ".join(quote_ident(c) for c in sorted(
+        {"timestamp"} | {k.role for k in keys} | {c.arg for k in keys for c in k.calls if c.arg != "*"}
+        | {e for e, c in subs.items() if e == c}))
+    extra = f", epoch_us(timestamp) AS _ts{''.join(f', {e} AS {c}' for e, c in subs.items() if e != c)}"
+    result = Precomputed(d.subset(features), relation)
+    with ThreadPoolExecutor(threads()) as pool:
+        pool.submit(_warm_up)              # numba loads its cached machine code while DuckDB sorts
+        fetched = cur.sql(f"SELECT {wanted}{extra} FROM {relation} ORDER BY timestamp, transaction_id").to_arrow_table()
+        # each key's ranged and sequence calls are separate tasks (the kernels release the GIL)
+        parts = [(k, [c for c in k.calls if bool(c.window) == ranged]) for k in keys for ranged in (True, False)]
+        parts = [(k, part) for k, part in parts if part]
+        if whole:
+            sorts = dict(zip([k.role for k in keys], pool.map(lambda key: _sort(fetched, key), keys)))
+            for columns in pool.map(lambda p: _compute(fetched, p[1], d, subs, sorts[p[0].role]), parts):
+                result.columns.update(columns)
+        else:                              # a key at a time, a task at a time: less to hold
+            for key in keys:
+                sort = _sort(fetched, key)
+                for _, calls in (p for p in parts if p[0] is key):
+                    result.tables.append(_temporary_table(cur, _compute(fetched, calls, d, subs, sort)))
+                del sort
+    if whole:
+        result.rows, result.slices = fetched, [(0, rows, None, None)]
+    else:
+        result.slices = _time_slices(fetched.column("_ts").to_numpy(), fetched.column("timestamp"))
     return result
 
 
-def _in_memory(cur, relation: str, d: Definition, keys: list[_Key], subs: list[str], extra: str,
-               result: Precomputed) -> None:
-    """Every row, in time order, with the computed columns appended: a registered Arrow view.
-    Two threads: the kernels release the GIL, and each key's ranged and sequence calls are
-    separate tasks."""
-    with ThreadPoolExecutor(2) as pool:
-        pool.submit(_warm_up)              # numba loads its cached machine code while DuckDB sorts
-        fetched = cur.sql(f"SELECT *{extra} FROM {relation} ORDER BY timestamp, transaction_id").to_arrow_table()
-        sorts = dict(zip([k.role for k in keys], pool.map(lambda key: _sort(fetched, key), keys)))
-        parts = [(k.role, [c for c in k.calls if bool(c.window) == ranged]) for k in keys for ranged in (True, False)]
-        computed = list(pool.map(lambda part: _compute(fetched, part[1], d, subs, sorts[part[0]]),
-                                 [p for p in parts if p[1]]))
-    for columns in computed:
-        for name, column in columns.items():
-            fetched = fetched.append_column(name, column)
-    result.source, result.in_time_order = f"_kern_{uuid.uuid4().hex[:12]}", True
-    cur.register(result.source, fetched)
-    result.views.append(result.source)
-
-
-def _in_chunks(cur, relation: str, d: Definition, keys: list[_Key], subs: list[str], extra: str, chunks: int,
-               result: Precomputed) -> None:
-    """Per key, whole partitions at a time (a hash of the key picks a chunk's), into a temporary
-    table keyed by `_row`; the relation joined with them."""
+def _temporary_table(cur, columns: dict) -> str:
+    """The columns in a new temporary table (DuckDB spills what its cap cannot hold)."""
     import pyarrow as pa
-    for key in keys:
-        table = f"_kern_{uuid.uuid4().hex[:12]}"
-        role = quote_ident(key.role)
-        wanted = "".join(f", {quote_ident(a)}" for a in sorted({c.arg for c in key.calls if c.arg != "*"}))
-        for chunk in range(chunks):
-            fetched = cur.sql(f"SELECT _row, {role}{wanted}{extra} FROM {relation} WHERE hash({role}) % {chunks} = "
-                              f"{chunk} ORDER BY timestamp, transaction_id").to_arrow_table()
-            columns = _compute(fetched, key.calls, d, subs, _sort(fetched, key))
-            cur.register("_kern_chunk", pa.table({"_row": fetched.column("_row"), **columns}))
-            try:
-                cur.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM _kern_chunk" if chunk == 0 else
-                            f"INSERT INTO {table} SELECT * FROM _kern_chunk")
-            finally:
-                cur.unregister("_kern_chunk")
-            if chunk == 0:
-                result.tables.append(table)
-    joins = " ".join(f"LEFT JOIN {t} USING (_row)" for t in result.tables)
-    result.source = f"(SELECT * FROM {relation} _s {joins})"
+    name = f"_kern_{uuid.uuid4().hex[:12]}"
+    cur.register("_kern_part", pa.table(columns))
+    try:
+        cur.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM _kern_part")
+    finally:
+        cur.unregister("_kern_part")
+    return name
+
+
+def _time_slices(ts, timestamps) -> list[tuple]:
+    """Rows in time order cut about IN_MEMORY_ROWS / 4 at a time, never inside a group of rows at
+    the same time: (first, end, from time, to time or None)."""
+    import numpy as np
+    n = len(ts)
+    step = max(1, IN_MEMORY_ROWS // 4)
+    edges = [0, *sorted({int(np.searchsorted(ts, ts[i], "left")) for i in range(step, n, step)} - {0}), n]
+    return [(a, b, timestamps[a].as_py(), timestamps[b].as_py() if b < n else None) for a, b in zip(edges, edges[1:])]
 
 
 def _warm_up() -> None:
@@ -247,58 +290,71 @@ def _sort(fetched, key: _Key) -> tuple:
     return order, starts, np.ascontiguousarray(fetched.column("_ts").to_numpy()[order])
 
 
-def _compute(fetched, calls: list[_Call], d: Definition, subs: list[str], sort: tuple) -> dict:
+def _compute(fetched, calls: list[_Call], d: Definition, subs: dict[str, str], sort: tuple) -> dict:
     """These calls of one key over `fetched` (rows in time order, with `_ts` and the
-    sub-partition expressions `_s<j>`), as Arrow arrays in the same row order."""
+    sub-partition expressions' columns, `subs`), as Arrow arrays in the same row order."""
     import numpy as np
     import pyarrow as pa
 
     from . import kernels
     order, starts, ts = sort
     n = len(order)
-    results: dict[str, tuple] = {}          # column -> (values, mask) in key order
-    bounds: dict[str, tuple] = {}
-    stats: dict[tuple[str, str], tuple] = {}
-    ranks: dict[str | None, tuple] = {}
-    codes: dict[str, tuple] = {}
-    for c in calls:
-        if not c.window:
-            if c.sub not in ranks:
-                sub = (np.zeros(n, np.int64), 1) if c.sub is None else \
-                    _codes(fetched.column(f"_s{subs.index(c.sub)}"), null=True)
-                ranks[c.sub] = kernels.sequence_ranks(starts, np.ascontiguousarray(sub[0][order]), sub[1])
-            rank, previous = ranks[c.sub]
-            results[c.column] = (ts[np.maximum(previous, 0)], previous < 0) if c.fn == "lag" else \
-                (rank + (c.fn == "row_number"), None)
-            continue
-        if c.window not in bounds:
-            _, seconds, end_days, exclude = d.frames[c.window]
-            bounds[c.window] = kernels.frame_bounds(starts, ts, seconds * SECOND_US, end_days * DAY_US,
-                                                    exclude == "GROUP")
-        lo, hi = bounds[c.window]
-        if c.arg == "*":
-            results[c.column] = (hi - lo, None)
-        elif c.distinct:
-            if c.arg not in codes:
-                values, size = _codes(fetched.column(c.arg), null=False)
-                codes[c.arg] = (np.ascontiguousarray(values[order]), size)
-            results[c.column] = (kernels.distinct_counts(starts, lo, hi, *codes[c.arg]), None)
-        else:
-            if (c.window, c.arg) not in stats:
-                x, valid = _values(fetched.column(c.arg))
-                stats[c.window, c.arg] = kernels.value_stats(lo, hi, np.ascontiguousarray(x[order]),
-                                                             np.ascontiguousarray(valid[order]))
-            results[c.column] = _result(c.fn, *stats[c.window, c.arg])
-    out = {}
-    for column, (values, mask) in results.items():      # back to the fetched order
-        unordered = np.empty_like(values)
-        unordered[order] = values
+    out: dict = {}
+    codes: dict[tuple[str, bool], tuple] = {}       # per column, in key order
+    values: dict[str, tuple] = {}
+
+    def in_key_order(column: str, null: bool) -> tuple:
+        if (column, null) not in codes:
+            found, size = _codes(fetched.column(column), null)
+            codes[column, null] = (np.ascontiguousarray(found[order]), size)
+        return codes[column, null]
+
+    def back(c: _Call, result, mask=None) -> None:      # to the fetched (time) order, as Arrow
+        if result.dtype == np.int64 and (n == 0 or result.max() < 2 ** 31):
+            result = result.astype(np.int32)
+        unordered = np.empty_like(result)
+        unordered[order] = result
         if mask is not None:
             unmasked = np.empty_like(mask)
             unmasked[order] = mask
             mask = unmasked
         array = pa.array(unordered, mask=mask)
-        out[column] = array.cast(pa.timestamp("us")) if column in {c.column for c in calls if c.fn == "lag"} else array
+        out[c.column] = array.cast(pa.timestamp("us")) if c.fn == "lag" else array
+
+    groups: dict[tuple, list[_Call]] = {}      # one window's frames, or one sub-partition's ranks, at a time
+    for c in calls:
+        groups.setdefault((c.window, c.sub), []).append(c)
+    for (window, sub), group in groups.items():
+        if not window:
+            sub_codes = (np.zeros(n, np.int64), 1) if sub is None else in_key_order(subs[sub], null=True)
+            codes.pop((subs.get(sub), True), None)
+            rank, previous = kernels.sequence_ranks(starts, *sub_codes)
+            del sub_codes
+            for c in group:
+                if c.fn == "lag":
+                    back(c, ts[np.maximum(previous, 0)], previous < 0)
+                else:
+                    back(c, rank + (c.fn == "row_number"))
+            continue
+        _, seconds, end_days, exclude = d.frames[window]
+        lo, hi = kernels.frame_bounds(starts, ts, seconds * SECOND_US, end_days * DAY_US, exclude == "GROUP")
+        for arg in dict.fromkeys(c.arg for c in group):
+            of_arg = [c for c in group if c.arg == arg]
+            stats = None
+            for c in of_arg:
+                if arg == "*":
+                    back(c, hi - lo)
+                elif c.distinct:
+                    back(c, kernels.distinct_counts(starts, lo, hi, *in_key_order(arg, null=False)))
+                else:
+                    if stats is None:
+                        if arg not in values:
+                            x, valid = _values(fetched.column(arg))
+                            values[arg] = (np.ascontiguousarray(x[order]), np.ascontiguousarray(valid[order]))
+                        fns = {o.fn for o in of_arg}
+                        stats = kernels.value_stats(lo, hi, *values[arg], "max" in fns, "min" in fns,
+                                                    "stddev_samp" in fns)
+                    back(c, *_result(c.fn, *stats))
     return out
 
 

@@ -80,16 +80,17 @@ def _blocks(x, valid):
 
 
 @njit(cache=True, nogil=True)
-def value_stats(lo, hi, x, valid):
-    """Per frame: the count of valid values, their sum, max, min and the sample standard
-    deviation (NaN where it is undefined; the caller makes those NULL)."""
+def value_stats(lo, hi, x, valid, want_top, want_bottom, want_std):
+    """Per frame: the count of valid values, their sum, and where wanted (else empty arrays)
+    their max, min and sample standard deviation (NaN where it is undefined; the caller makes
+    those NULL)."""
     n = lo.shape[0]
     bcount, btotal, btop, bbottom, bmean, bm2 = _blocks(x, valid)
     count = np.zeros(n, np.int64)
     total = np.zeros(n)
-    top = np.full(n, -np.inf)
-    bottom = np.full(n, np.inf)
-    std = np.full(n, np.nan)
+    top = np.full(n if want_top else 0, -np.inf)
+    bottom = np.full(n if want_bottom else 0, np.inf)
+    std = np.full(n if want_std else 0, np.nan)
     for i in range(n):
         a, b = lo[i], hi[i]
         c = 0
@@ -130,9 +131,11 @@ def value_stats(lo, hi, x, valid):
             j += 1
         count[i] = c
         total[i] = s
-        top[i] = mx
-        bottom[i] = mn
-        if c >= 2:
+        if want_top:
+            top[i] = mx
+        if want_bottom:
+            bottom[i] = mn
+        if want_std and c >= 2:
             std[i] = np.sqrt(m2 / (c - 1))
     return count, total, top, bottom, std
 

@@ -21,7 +21,7 @@ from ..errors import RiskdeskError
 from ..labels import known_labels_sql, newest_decision
 from ..schema import missing_families
 from ..store import Store, quote_ident
-from .columnar import precompute
+from .columnar import create_table, precompute
 from .definitions import KEY_COLUMNS, FeatureConfig, definition, feature_sql, source_rows
 
 Progress = Callable[[float, str], None]
@@ -65,14 +65,13 @@ def _rebuild(store: Store, ds: dict, config: FeatureConfig, report: Progress) ->
     decided = newest_decision(store, ds["id"])
     start = time.perf_counter()
     cur = store.cursor()
-    windows = None
     try:
         cur.execute(f"DROP TABLE IF EXISTS {table}_new")
         report(0.1, "computing windows")
         windows = precompute(cur, source_rows(ds["table"], d, _known(ds)), d)
         report(0.4, "computing features")
-        sql = feature_sql(ds["table"], windows.definition, source=windows.source, in_time_order=windows.in_time_order)
-        cur.execute(f"CREATE TABLE {table}_new AS {sql}")
+        create_table(cur, f"{table}_new", ds["table"], windows, _known(ds), lambda done: report(0.4 + 0.5 * done,
+                                                                                                "computing features"))
         seconds = time.perf_counter() - start
         rows = cur.execute(f"SELECT count(*) FROM {table}_new").fetchone()[0]
         report(0.9, "storing")
@@ -92,11 +91,7 @@ def _rebuild(store: Store, ds: dict, config: FeatureConfig, report: Progress) ->
             pass
         raise
     finally:
-        try:
-            if windows:
-                windows.close(cur)
-        finally:
-            cur.close()
+        cur.close()
     report(1.0, "done")
 
 
