@@ -12,13 +12,14 @@ from test_pyengine import ROLES, as_table, demo_rows, row
 from test_spark import tricky_rows
 
 from core.features import columnar
-from core.features.definitions import HANDBOOK, FeatureConfig, definition, feature_sql, source_rows
+from core.features.definitions import HANDBOOK, Definition, FeatureConfig, definition, feature_sql, source_rows
 
 
-def compare(frame: pd.DataFrame, config: FeatureConfig, roles=ROLES) -> int:
+def compare(frame: pd.DataFrame, config: FeatureConfig | Definition, roles=ROLES) -> int:
     """Build the features both ways; returns how many window calls the kernels computed."""
     con = as_table(frame)
-    d = definition(config, {"mapping": {r: r for r in roles}, "extras": []}, None)
+    d = config if isinstance(config, Definition) else \
+        definition(config, {"mapping": {r: r for r in roles}, "extras": []}, None)
     plain = con.execute(f"CREATE TABLE plain AS {feature_sql('t', d)}")
     fast = columnar.precompute(con, source_rows("t", d), d)
     columnar.create_table(con, "fast", "t", fast)
@@ -78,6 +79,17 @@ def test_long_frames_null_amounts_ties_and_time_slices(monkeypatch):
     assert compare(frame, FeatureConfig(windows=("1h", "30d"))) > 10
     monkeypatch.setattr(columnar, "memory_limit", lambda: 100_000)
     assert compare(frame, FeatureConfig()) == 0
+
+
+def test_a_window_the_kernels_do_not_know_stays_in_duckdb(monkeypatch):
+    d = Definition()
+    win = d.range_window("w_1h", "customer_id", 3600)
+    d.add("count_1h", "velocity", f"count(*) OVER {win}", "", "", "", "")
+    d.add("median_1h", "velocity", f"median(amount) OVER {win}", "", "", "", "")
+    frame = pd.concat([tricky_rows(), demo_rows(300)], ignore_index=True)
+    assert compare(frame, d) == 1
+    monkeypatch.setattr(columnar, "IN_MEMORY_ROWS", 100)       # it needs every row at once: no slices
+    assert compare(frame, d) == 0
 
 
 def test_without_a_customer_or_entities():

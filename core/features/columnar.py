@@ -208,16 +208,18 @@ def precompute(cur, relation: str, d: Definition) -> Precomputed:
     for f in d.features:
         sql = planner.rewrite(f.sql)
         features.append(replace(f, sql=sql, entity=f.entity if " OVER " in sql.upper() else None))
+    result = Precomputed(d.subset(features), relation)
+    whole = rows <= in_memory_rows()
+    if result.definition.windows and not whole:
+        return Precomputed(d)              # a window left to DuckDB needs every row at once
     keys = list(planner.keys.values())
     # each sub-partition expression's column in the fetched rows: a column as it is, else computed
     expressions = dict.fromkeys(c.sub for k in keys for c in k.calls if c.sub)
     subs = {e: e if e in types else f"_s{j}" for j, e in enumerate(expressions)}
-    whole = rows <= in_memory_rows()
     wanted = "*" if whole else ", ".join(quote_ident(c) for c in sorted(
         {"timestamp"} | {k.role for k in keys} | {c.arg for k in keys for c in k.calls if c.arg != "*"}
         | {e for e, c in subs.items() if e == c}))
     extra = f", epoch_us(timestamp) AS _ts{''.join(f', {e} AS {c}' for e, c in subs.items() if e != c)}"
-    result = Precomputed(d.subset(features), relation)
     with ThreadPoolExecutor(threads()) as pool:
         pool.submit(_warm_up)              # numba loads its cached machine code while DuckDB sorts
         fetched = cur.sql(f"SELECT {wanted}{extra} FROM {relation} ORDER BY timestamp, transaction_id").to_arrow_table()
