@@ -195,8 +195,8 @@ def precompute(cur, relation: str, d: Definition) -> Precomputed:
     for f in d.features:
         planner.rewrite(f.sql)
     rows = cur.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
-    if not planner.columns or rows * (BYTES_PER_ROW + sum(4 if c.fn in _COUNTS else 8 for c in planner.columns.values())) \
-            > memory_limit():
+    result_bytes = sum(4 if c.fn in _COUNTS else 8 for c in planner.columns.values())
+    if not planner.columns or rows * (BYTES_PER_ROW + result_bytes) > memory_limit():
         return Precomputed(d)
     calls = [c for c in planner.columns.values() if c.window]
     described = dict(cur.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT "
@@ -212,7 +212,15 @@ def precompute(cur, relation: str, d: Definition) -> Precomputed:
     whole = rows <= in_memory_rows()
     if result.definition.windows and not whole:
         return Precomputed(d)              # a window left to DuckDB needs every row at once
-    keys = list(planner.keys.values())
+    _compute_keys(cur, result, d, list(planner.keys.values()), types, whole)
+    return result
+
+
+def _compute_keys(cur, result: Precomputed, d: Definition, keys: list[_Key], types: dict[str, str],
+                  whole: bool) -> None:
+    """Fetch the rows in time order (every column when `whole`, else the ones the calls read),
+    compute every key's calls, and keep the results: in memory when whole, else in temporary
+    tables, with the time slices to read the rest of each row by."""
     # each sub-partition expression's column in the fetched rows: a column as it is, else computed
     expressions = dict.fromkeys(c.sub for k in keys for c in k.calls if c.sub)
     subs = {e: e if e in types else f"_s{j}" for j, e in enumerate(expressions)}
@@ -222,7 +230,8 @@ def precompute(cur, relation: str, d: Definition) -> Precomputed:
     extra = f", epoch_us(timestamp) AS _ts{''.join(f', {e} AS {c}' for e, c in subs.items() if e != c)}"
     with ThreadPoolExecutor(threads()) as pool:
         pool.submit(_warm_up)              # numba loads its cached machine code while DuckDB sorts
-        fetched = cur.sql(f"SELECT {wanted}{extra} FROM {relation} ORDER BY timestamp, transaction_id").to_arrow_table()
+        fetched = cur.sql(f"SELECT {wanted}{extra} FROM {result.relation} "
+                          f"ORDER BY timestamp, transaction_id").to_arrow_table()
         # each key's ranged and sequence calls are separate tasks (the kernels release the GIL)
         parts = [(k, [c for c in k.calls if bool(c.window) == ranged]) for k in keys for ranged in (True, False)]
         parts = [(k, part) for k, part in parts if part]
@@ -237,10 +246,9 @@ def precompute(cur, relation: str, d: Definition) -> Precomputed:
                     result.tables.append(_temporary_table(cur, _compute(fetched, calls, d, subs, sort)))
                 del sort
     if whole:
-        result.rows, result.slices = fetched, [(0, rows, None, None)]
+        result.rows, result.slices = fetched, [(0, fetched.num_rows, None, None)]
     else:
         result.slices = _time_slices(fetched.column("_ts").to_numpy(), fetched.column("timestamp"))
-    return result
 
 
 def _temporary_table(cur, columns: dict) -> str:
