@@ -7,7 +7,7 @@ million rows. Here the window calls of two shapes are computed instead by
 core.features.kernels:
 
 * `fn(column) OVER name`, where `name` is a time-range window of the definition
-  (Definition.frames) and fn is count, count(DISTINCT), sum, avg, max, min or stddev_samp;
+  (Definition.frames) and fn is count, count(DISTINCT), sum, avg, max or stddev_samp;
 * `row_number()`, `count(*) ... ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING` and
   `lag(timestamp)` over `PARTITION BY customer_id[, expression] ORDER BY timestamp,
   transaction_id` (DuckDB evaluates the expression).
@@ -22,7 +22,7 @@ RISKDESK_MEMORY leave the whole build to DuckDB, which spills.
 Same values as the SQL: its partitions (rows without a customer share one; rows without an
 entity are each alone, as `coalesce('k:' || role, 'n:' || transaction_id)` makes them), frames
 `(t - n, t - end]` with same-time peers in or, with EXCLUDE GROUP, out, aggregates that skip
-NULLs, NULL for an empty sum, average, maximum or minimum and for a standard deviation of
+NULLs, NULL for an empty sum, average or maximum and for a standard deviation of
 fewer than two values. Sums may differ from DuckDB's in the last bits (another order of
 addition); tests/test_columnar.py checks every value against the plain SQL.
 
@@ -41,7 +41,7 @@ from ..errors import RiskdeskError
 from ..store import quote_ident
 from .definitions import Definition, entity_partition, feature_sql
 
-_RANGE = re.compile(r"\b(count|sum|avg|max|min|stddev_samp)\((DISTINCT )?(\*|[a-z_][a-z0-9_]*)\) "
+_RANGE = re.compile(r"\b(count|sum|avg|max|stddev_samp)\((DISTINCT )?(\*|[a-z_][a-z0-9_]*)\) "
                     r"OVER ([a-z_][a-z0-9_]*)\b", re.IGNORECASE)
 _SEQUENCE = re.compile(r"\b(row_number\(\)|count\(\*\)|lag\(timestamp\)) OVER \(PARTITION BY customer_id"
                        r"(?:, (?P<sub>(?:(?!ORDER BY|OVER).)+?))? ORDER BY timestamp, transaction_id"
@@ -56,7 +56,7 @@ BYTES_PER_ROW = 100      # the columns the window calls read, and their order, b
 @dataclass
 class _Call:
     column: str             # its column in the key's table
-    fn: str                 # count, sum, avg, max, min, stddev_samp; row_number, rank, lag
+    fn: str                 # count, sum, avg, max, stddev_samp; row_number, rank, lag
     arg: str = "*"          # a column, or * for count(*)
     distinct: bool = False
     window: str = ""        # a time-range window; "" for the sequence functions
@@ -362,8 +362,7 @@ def _compute(fetched, calls: list[_Call], d: Definition, subs: dict[str, str], s
                             x, valid = _values(fetched.column(arg))
                             values[arg] = (np.ascontiguousarray(x[order]), np.ascontiguousarray(valid[order]))
                         fns = {o.fn for o in of_arg}
-                        stats = kernels.value_stats(lo, hi, *values[arg], "max" in fns, "min" in fns,
-                                                    "stddev_samp" in fns)
+                        stats = kernels.value_stats(lo, hi, *values[arg], "max" in fns, "stddev_samp" in fns)
                     back(c, *_result(c.fn, *stats))
     return out
 
@@ -394,12 +393,12 @@ def _values(column):
     return np.asarray(_filled(column, 0.0), dtype=np.float64), valid
 
 
-def _result(fn: str, count, total, top, bottom, std):
+def _result(fn: str, count, total, top, std):
     """An aggregate's values and NULL mask from the frame statistics."""
     import numpy as np
     if fn == "count":
         return count, None
     if fn == "avg":
         return total / np.maximum(count, 1), count < 1
-    value = {"sum": total, "max": top, "min": bottom, "stddev_samp": std}[fn]
+    value = {"sum": total, "max": top, "stddev_samp": std}[fn]
     return value, count < (2 if fn == "stddev_samp" else 1)

@@ -1,4 +1,4 @@
-"""Compiled loops (numba) for the time-range window aggregates of a full build.
+"""Compiled loops (numba) for the window functions of a full build.
 
 DuckDB computes a window aggregate in about 0.15 s per million rows, each one separately, and
 a distinct count in about 1 s; the standard features need 39 of them. These loops compute all
@@ -7,13 +7,15 @@ frame `(t - back, t - end]` is found by two pointers that only move forward, the
 
 * counts and distinct counts are exact (a distinct count keeps a tally per value, updated as
   rows enter and leave the frame);
-* sums, maxima, minima and sample standard deviations are taken over the frame's rows
+* sums, maxima and sample standard deviations are taken over the frame's rows
   directly, or over blocks of 32 rows for long frames, so a frame never inherits rounding
   from rows outside it. Variances merge (count, mean, M2) as DuckDB does (Chan et al.), so
   identical values give exactly 0.
 
-They know nothing of SQL: core.features.columnar decides what to compute and joins the
-results back. Arrays only, no Python objects; `nogil`, so two of them can run at once.
+`sequence_ranks` gives the sequence functions (row_number, earlier rows, the previous row) in
+one pass per sub-partition. The loops know nothing of SQL: core.features.columnar decides
+what to compute and puts the results back in time order. Arrays only, no Python objects;
+`nogil`, so two of them can run at once.
 """
 from __future__ import annotations
 
@@ -59,7 +61,6 @@ def _blocks(x, valid):
     count = np.zeros(nb, np.int64)
     total = np.zeros(nb)
     top = np.full(nb, -np.inf)
-    bottom = np.full(nb, np.inf)
     mean = np.zeros(nb)
     m2 = np.zeros(nb)
     for j in range(x.shape[0]):
@@ -71,32 +72,28 @@ def _blocks(x, valid):
         total[k] += v
         if v > top[k] or v != v:
             top[k] = v
-        if v < bottom[k]:
-            bottom[k] = v
         delta = v - mean[k]
         mean[k] += delta / count[k]
         m2[k] += delta * (v - mean[k])
-    return count, total, top, bottom, mean, m2
+    return count, total, top, mean, m2
 
 
 @njit(cache=True, nogil=True)
-def value_stats(lo, hi, x, valid, want_top, want_bottom, want_std):
+def value_stats(lo, hi, x, valid, want_top, want_std):
     """Per frame: the count of valid values, their sum, and where wanted (else empty arrays)
-    their max, min and sample standard deviation (NaN where it is undefined; the caller makes
-    those NULL)."""
+    their max (NaN above all, as in DuckDB) and sample standard deviation (NaN where it is
+    undefined; the caller makes those NULL)."""
     n = lo.shape[0]
-    bcount, btotal, btop, bbottom, bmean, bm2 = _blocks(x, valid)
+    bcount, btotal, btop, bmean, bm2 = _blocks(x, valid)
     count = np.zeros(n, np.int64)
     total = np.zeros(n)
     top = np.full(n if want_top else 0, -np.inf)
-    bottom = np.full(n if want_bottom else 0, np.inf)
     std = np.full(n if want_std else 0, np.nan)
     for i in range(n):
         a, b = lo[i], hi[i]
         c = 0
         s = 0.0
         mx = -np.inf
-        mn = np.inf
         mean = 0.0
         m2 = 0.0
         j = a
@@ -108,8 +105,6 @@ def value_stats(lo, hi, x, valid, want_top, want_bottom, want_std):
                     s += btotal[k]
                     if btop[k] > mx or btop[k] != btop[k]:
                         mx = btop[k]
-                    if bbottom[k] < mn:
-                        mn = bbottom[k]
                     both = c + nk
                     delta = bmean[k] - mean
                     mean += delta * nk / both
@@ -123,8 +118,6 @@ def value_stats(lo, hi, x, valid, want_top, want_bottom, want_std):
                 s += v
                 if v > mx or v != v:
                     mx = v
-                if v < mn:
-                    mn = v
                 delta = v - mean
                 mean += delta / c
                 m2 += delta * (v - mean)
@@ -133,11 +126,9 @@ def value_stats(lo, hi, x, valid, want_top, want_bottom, want_std):
         total[i] = s
         if want_top:
             top[i] = mx
-        if want_bottom:
-            bottom[i] = mn
         if want_std and c >= 2:
             std[i] = np.sqrt(m2 / (c - 1))
-    return count, total, top, bottom, std
+    return count, total, top, std
 
 
 @njit(cache=True, nogil=True)
