@@ -123,17 +123,20 @@ def job_progress(state_key: str) -> jobs.Job | None:
     return None
 
 
-def run_job(state_key: str, job_key: str, label: str, fn) -> jobs.Job | None:
+def run_job(state_key: str, job_key: str, label: str, fn, reuse: bool = False) -> jobs.Job | None:
     """Start `fn` as a background job once (a second click joins the running one) and show its
-    progress. Returns the finished job on the run after it ends (and forgets it), else None."""
+    progress. Returns the finished job on the run after it ends (and forgets it), else None.
+    With `reuse`, a job done under the same key (in any session) is returned at once."""
+    if state_key not in st.session_state:
+        job = jobs.start(job_key, label, fn, reuse=reuse)
+        if not job.running:                 # done before under the same key (reuse)
+            return job
+        st.session_state[state_key] = job.id
+        st.rerun()
     finished = job_progress(state_key)
     if finished is not None:
         st.session_state.pop(state_key, None)
-        return finished
-    if state_key not in st.session_state:
-        st.session_state[state_key] = jobs.start(job_key, label, fn).id
-        st.rerun()
-    return None
+    return finished
 
 
 def features_or_stop(ds: dict, config=None) -> dict:

@@ -56,6 +56,23 @@ def delete_dataset(store: Store, name: str, actor: str = "cli") -> None:
                     {"name": ds["name"], "sha256": ds["source_sha256"], "rows": ds["rows"]})
 
 
+STATE_SQL = """
+SELECT md5(CAST(d AS VARCHAR)) FROM datasets d WHERE d.id = $1
+UNION ALL SELECT CAST(max(batch) AS VARCHAR) FROM batches WHERE dataset_id = $1
+UNION ALL SELECT CAST(max(id) AS VARCHAR) FROM champions WHERE dataset_id = $1
+UNION ALL SELECT CAST(max(decision_id) AS VARCHAR) FROM decisions WHERE dataset_id = $1
+UNION ALL SELECT count(*) || '/' || max(model_id) FROM models WHERE dataset_id = $1
+UNION ALL SELECT count(*) || '/' || max(created_at) FROM rules
+UNION ALL SELECT md5(string_agg(CAST(f AS VARCHAR), ',' ORDER BY version)) FROM feature_sets f WHERE dataset_id = $1"""
+
+
+def state(store: Store, dataset_id: int) -> tuple:
+    """What everything computed from a dataset depends on: its row, batches, champion, review
+    decisions, models, rules and feature sets. Equal states give equal results, so work keyed
+    by it (scoring plans, monitoring reports) can be reused across sessions."""
+    return tuple(r[0] for r in store.rows(STATE_SQL, [dataset_id]))
+
+
 def list_batches(store: Store, name: str) -> list[dict]:
     """A dataset's batches, oldest first: source file, SHA-256, rows loaded and rejected, time."""
     ds = get_dataset(store, name)

@@ -241,39 +241,46 @@ def segments(store: Store, ds: dict, k: int = 5, as_of=None, days: int = 90, see
 def psi(store: Store, fs: dict, a: tuple, b: tuple, names: list[str] | None = None):
     """PSI of each feature between period a = (start, end) and period b, on ten bins cut at
     the deciles of period a (plus a missing bin; categories for categorical features).
-    Dates are inclusive days. Returns DataFrame: feature, psi, band (stable/watch/shift)."""
+    Dates are inclusive days. Returns DataFrame: feature, psi, band (stable/watch/shift).
+    One query for every feature: binning, counting and the sum run in DuckDB."""
     import pandas as pd
     names = names or feature_names(fs)
     table = fs["table"]
-    within = "CAST(timestamp AS DATE) BETWEEN ? AND ?"
-    params = [a[0], a[1], b[0], b[1]]   # the periods may overlap: each is counted on its own
-    sizes = dict(store.rows(f"SELECT 'a', count(*) FROM {table} WHERE {within} "
-                            f"UNION ALL SELECT 'b', count(*) FROM {table} WHERE {within}", params))
-    if not sizes.get("a") or not sizes.get("b"):
+    in_a, in_b = "CAST(timestamp AS DATE) BETWEEN $1 AND $2", "CAST(timestamp AS DATE) BETWEEN $3 AND $4"
+    params = [str(a[0]), str(a[1]), str(b[0]), str(b[1])]   # the periods may overlap: each is counted on its own
+    sizes = store.rows(f"SELECT count(*) FILTER (WHERE {in_a}), count(*) FILTER (WHERE {in_b}) FROM {table} "
+                       f"WHERE {in_a} OR {in_b}", params)[0]
+    if not sizes[0] or not sizes[1]:
         raise RiskdeskError("each period must contain transactions")
     numeric = [n for n in names if _feature(fs, n)["kind"] == "numeric"]
     deciles = [x / 10 for x in range(1, 10)]
     edges = {}
     if numeric:
         row = store.rows("SELECT " + ", ".join(f"approx_quantile({quote_ident(n)}, {deciles})" for n in numeric)
-                         + f" FROM {table} WHERE CAST(timestamp AS DATE) BETWEEN ? AND ?", [a[0], a[1]])[0]
+                         + f" FROM {table} WHERE {in_a}", params[:2])[0]
         edges = {n: sorted(set(e for e in (q or []) if e is not None)) for n, q in zip(numeric, row)}
-    results = []
-    for n in names:
+    branches = []
+    for i, n in enumerate(names):
         col = quote_ident(n)
         if n in edges:
-            cuts = edges[n]
-            case = "CASE WHEN {c} IS NULL THEN -1 " .format(c=col) + " ".join(
-                f"WHEN {col} <= {float(e)!r} THEN {i}" for i, e in enumerate(cuts)) + f" ELSE {len(cuts)} END"
+            bin_sql = f"CASE WHEN {col} IS NULL THEN '-1' " + " ".join(
+                f"WHEN {col} <= {float(e)!r} THEN '{k}'" for k, e in enumerate(edges[n])) + f" ELSE '{len(edges[n])}' END"
         else:
-            case = f"coalesce(CAST({col} AS VARCHAR), '(missing)')"
-        dist = store.df(f"SELECT 'a' AS p, {case} AS bin, count(*) AS n FROM {table} WHERE {within} GROUP BY 2 "
-                        f"UNION ALL SELECT 'b', {case}, count(*) FROM {table} WHERE {within} GROUP BY 2", params)
-        pivot = dist.pivot_table(index="bin", columns="p", values="n", aggfunc="sum", fill_value=0)
-        pa = pivot.get("a", pd.Series(0, index=pivot.index)) / sizes["a"]
-        pb = pivot.get("b", pd.Series(0, index=pivot.index)) / sizes["b"]
-        pa, pb = pa.clip(lower=1e-4), pb.clip(lower=1e-4)
-        value = float(((pb - pa) * np.log(pb / pa)).sum())
-        band = "stable" if value < PSI_BANDS[0] else ("watch" if value < PSI_BANDS[1] else "shift")
-        results.append({"feature": n, "psi": value, "band": band})
-    return pd.DataFrame(results).sort_values("psi", ascending=False).reset_index(drop=True)
+            bin_sql = f"coalesce(CAST({col} AS VARCHAR), '(missing)')"
+        branches.append(f"SELECT {i} AS feature, {bin_sql} AS bin, count(*) FILTER (WHERE in_a) AS na, "
+                        f"count(*) FILTER (WHERE in_b) AS nb FROM rows GROUP BY 2")
+    if not branches:
+        return pd.DataFrame({"feature": [], "psi": [], "band": []})
+    values = dict(store.rows(f"""
+        WITH rows AS MATERIALIZED (SELECT *, {in_a} AS in_a, {in_b} AS in_b FROM {table} WHERE {in_a} OR {in_b}),
+             counts AS ({" UNION ALL ".join(branches)})
+        SELECT feature, sum((pb - pa) * ln(pb / pa)) FROM (
+            SELECT feature, greatest(na / {int(sizes[0])}, 1e-4) AS pa, greatest(nb / {int(sizes[1])}, 1e-4) AS pb
+            FROM counts)
+        GROUP BY feature""", params))
+    results = [{"feature": n, "psi": float(values[i]), "band": psi_band(float(values[i]))} for i, n in enumerate(names)]
+    return pd.DataFrame(results).sort_values("psi", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def psi_band(value: float) -> str:
+    return "stable" if value < PSI_BANDS[0] else ("watch" if value < PSI_BANDS[1] else "shift")

@@ -45,11 +45,12 @@ _by_key: dict[str, str] = {}
 _lock = threading.Lock()
 
 
-def start(key: str, label: str, fn: Callable[[Callable[[float, str], None]], Any]) -> Job:
-    """Run fn(progress) in a thread under `key`; returns the running job if there is one."""
+def start(key: str, label: str, fn: Callable[[Callable[[float, str], None]], Any], reuse: bool = False) -> Job:
+    """Run fn(progress) in a thread under `key`; returns the running job if there is one, and
+    with `reuse` also the last one done under that key (for results the key fully determines)."""
     with _lock:
         existing = _jobs.get(_by_key.get(key, ""))
-        if existing is not None and existing.running:
+        if existing is not None and (existing.running or (reuse and existing.status == "done")):
             return existing
         job = Job(id=uuid.uuid4().hex[:12], key=key, label=label)
         _jobs[job.id] = job

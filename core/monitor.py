@@ -15,7 +15,7 @@ import numpy as np
 
 from . import metrics
 from .errors import RiskdeskError
-from .explore import PSI_BANDS, psi
+from .explore import psi, psi_band
 from .features import build_features
 from .models import feature_config, get_model, model_dataset
 from .store import Store, quote_ident
@@ -29,10 +29,6 @@ def _period(start, end, what: str) -> tuple[str, str]:
     if e < s:
         raise RiskdeskError(f"the {what} period ends before it starts ({start} .. {end})")
     return str(s), str(e)
-
-
-def _band(value: float) -> str:
-    return "stable" if value < PSI_BANDS[0] else ("watch" if value < PSI_BANDS[1] else "shift")
 
 
 def _scores_sql(fs: dict) -> str:
@@ -96,14 +92,16 @@ def missing_and_new(store: Store, fs: dict, names: list[str], reference: tuple, 
 def rule_hits_by_day(store: Store, fs: dict, current: tuple) -> list[dict]:
     """Hit rate of each enabled (applicable) rule per day of the period."""
     from . import rules as rules_mod
-    active = rules_mod.current_rules(store, include_disabled=False)
-    frame = rules_mod.evaluate(store, fs, active, *current)
-    ids = [r["rule_id"] for r in rules_mod.applicable(active, fs)[0]]
-    if frame.empty or not ids:
+    active = rules_mod.applicable(rules_mod.current_rules(store, include_disabled=False), fs)[0]
+    compiled = rules_mod.conditions(active, fs)
+    if not compiled:
         return []
-    frame["day"] = frame["timestamp"].dt.date.astype(str)
-    grouped = frame.groupby("day")[ids].mean()
-    return [{"day": day, **{rid: float(rate) for rid, rate in row.items()}} for day, row in grouped.iterrows()]
+    rates = ", ".join(f"avg(CAST({sql} AS DOUBLE))" for _, sql, _ in compiled)
+    rows = store.rows(f"SELECT CAST(timestamp AS DATE) AS day, {rates} FROM {fs['table']} "
+                      "WHERE CAST(timestamp AS DATE) BETWEEN ? AND ? GROUP BY 1 ORDER BY 1",
+                      [p for _, _, ps in compiled for p in ps] + list(current))
+    return [{"day": str(day), **{r["rule_id"]: float(rate) for (r, _, _), rate in zip(compiled, rates)}}
+            for day, *rates in rows]
 
 
 def performance_by_week(store: Store, fs: dict, model: dict, current: tuple, capacity_k: int) -> list[dict]:
@@ -150,7 +148,7 @@ def report(store: Store, model_id: str, start, end, reference_start=None, refere
     return {"dataset": ds["name"], "model_id": model_id,
             "reference": {"start": reference[0], "end": reference[1]},
             "current": {"start": current[0], "end": current[1]},
-            "score_psi": value, "score_band": _band(value),
+            "score_psi": value, "score_band": psi_band(value),
             "features": drift.to_dict("records"),
             "alerts": alerts_by_day(store, fs, model, current, capacity_k),
             "missing": missing_and_new(store, fs, names, reference, current),

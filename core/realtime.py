@@ -26,7 +26,7 @@ import numpy as np
 from . import explain, metrics, models
 from . import rules as rules_mod
 from .champion import bands, champion
-from .datasets import get_dataset
+from .datasets import get_dataset, state
 from .errors import RiskdeskError
 from .features import definition, feature_sql
 from .features.definitions import KEY_COLUMNS, Definition
@@ -129,16 +129,6 @@ _plans_lock = threading.Lock()
 
 # What a plan is made of, in one query ($1 the dataset's id, $2 its name): a write elsewhere (a
 # sign-in, an audit entry, another dataset) leaves the plan as it is.
-FINGERPRINT_SQL = """
-SELECT md5(CAST(d AS VARCHAR)) FROM datasets d WHERE d.name = $2
-UNION ALL SELECT CAST(max(batch) AS VARCHAR) FROM batches WHERE dataset_id = $1
-UNION ALL SELECT CAST(max(id) AS VARCHAR) FROM champions WHERE dataset_id = $1
-UNION ALL SELECT CAST(max(decision_id) AS VARCHAR) FROM decisions WHERE dataset_id = $1
-UNION ALL SELECT count(*) || '/' || max(model_id) FROM models WHERE dataset_id = $1
-UNION ALL SELECT count(*) || '/' || max(created_at) FROM rules
-UNION ALL SELECT md5(string_agg(CAST(f AS VARCHAR), ',' ORDER BY version)) FROM feature_sets f WHERE dataset_id = $1"""
-
-
 def plan(store: Store, dataset: str, model_id: str | None = None) -> Plan:
     """The scoring plan for a dataset and model (default: the champion, else the newest tuned
     model). Checked once per workspace generation against what it is made of, rebuilt only
@@ -152,8 +142,7 @@ def plan(store: Store, dataset: str, model_id: str | None = None) -> Plan:
         entry = _plans.get(key)
         if entry is not None and entry[0] == generation:
             return entry[2]
-        dataset_id = entry[2].ds["id"] if entry is not None else get_dataset(store, dataset)["id"]
-        fingerprint = tuple(r[0] for r in store.rows(FINGERPRINT_SQL, [dataset_id, dataset]))
+        fingerprint = state(store, get_dataset(store, dataset)["id"])
         if entry is None or entry[1] != fingerprint:
             entry = (generation, fingerprint, _build_plan(store, dataset, model_id))
         _plans[key] = (generation, fingerprint, entry[2])

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 import pandas as pd
 import streamlit as st
 
-from core import monitor, plots
+from core import datasets, monitor, plots
 from core.errors import RiskdeskError
 from ui import dataset_and_model_or_stop, lang, run_job, score_newest_batch, signed_in_store, tr
 
@@ -27,10 +27,11 @@ capacity = c3.number_input(tr("monitor.capacity"), 1, 100_000, 50, key="monitor_
 if not (isinstance(current, tuple) and len(current) == 2 and isinstance(reference, tuple) and len(reference) == 2):
     st.stop()
 args = (model["model_id"], str(current[0]), str(current[1]), str(reference[0]), str(reference[1]))
-key = f"monitor_job_{'_'.join(args)}_{capacity}"
+# the same report for every session until the dataset's state changes (a batch, a decision, a rule...)
+key = f"monitor_job_{'_'.join(args)}_{capacity}_{hash(datasets.state(db, ds['id']))}"
 if st.session_state.get("monitor_key") != key:
     finished = run_job(key, f"monitor:{key}", tr("monitor.running"), lambda progress: monitor.report(
-        db, *args, dataset=ds["name"], capacity_k=int(capacity), progress=progress))
+        db, *args, dataset=ds["name"], capacity_k=int(capacity), progress=progress), reuse=True)
     if finished is None:
         st.stop()
     if finished.status == "failed":

@@ -6,7 +6,7 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
-from core import cases, explain, labels, plots, report
+from core import cases, datasets, explain, labels, plots, report
 from core import champion as champion_mod
 from core import rules as rules_mod
 from core.export import safe_csv_bytes
@@ -140,10 +140,12 @@ with tab_global:
     sample = st.select_slider(tr("queue.sample"), [500, 1000, 2000, 5000, 10000], value=2000, key="global_sample")
     views = st.session_state.setdefault("global_views", {})
     if (model_id, sample) not in views:
-        # SHAP on many rows runs in the background, in chunks, with progress.
-        finished = run_job(f"global_job_{model_id}_{sample}", f"global:{model_id}:{sample}",
+        # SHAP on many rows runs in the background, in chunks, with progress, once for every
+        # session until the dataset's state changes
+        state = hash(datasets.state(db, ds["id"]))
+        finished = run_job(f"global_job_{model_id}_{sample}", f"global:{model_id}:{sample}:{state}",
                            tr("queue.explaining", n=sample),
-                           lambda progress: explain.global_view(db, model_id, sample, progress=progress))
+                           lambda progress: explain.global_view(db, model_id, sample, progress=progress), reuse=True)
         if finished is None:
             st.stop()
         if finished.status == "failed":

@@ -222,9 +222,11 @@ def _tune(fit_part, val_part, parts, split, categorical, trials, imbalance, time
 def _predict(entry: dict, frame: Frame, store: Store | None = None, fs: dict | None = None) -> np.ndarray:
     kind = entry["kind"]
     if kind == "rules":
-        ev = rules_mod.evaluate(store, fs, entry["rules"], extra_columns="")
-        score = dict(zip(ev["transaction_id"], ev["rule_score"]))
-        return np.array([score.get(t, 0.0) for t in frame.ids], dtype=float)
+        import pandas as pd
+        days = np.array(frame.day, dtype="datetime64[D]")
+        ev = rules_mod.evaluate(store, fs, entry["rules"], str(days.min()), str(days.max()))
+        score = pd.Series(ev["rule_score"].to_numpy(dtype=float), index=ev["transaction_id"].astype(str).to_numpy())
+        return score.reindex(frame.ids.astype(str), fill_value=0.0).to_numpy()
     if kind == "logistic":
         return predict_logistic(entry["logistic"], frame.X)
     return entry["booster"].predict(frame.X, num_iteration=entry.get("num_iteration"))
