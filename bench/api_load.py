@@ -108,7 +108,9 @@ def paced_with_training(url: str, key: str, args, out: Path) -> tuple[dict, list
         trainer.get_by_role("button", name="Train and compare").click()
         pages, trained = [], None
         while locust.poll() is None:
-            for path, heading in (("/data", "Datasets"), ("/monitor", "Monitor")):
+            if args.no_pages:
+                time.sleep(1)
+            for path, heading in () if args.no_pages else (("/data", "Datasets"), ("/monitor", "Monitor")):
                 t = time.perf_counter()
                 viewer.goto(url + path)
                 viewer.get_by_role("heading", name=heading).first.wait_for(timeout=120_000)
@@ -129,6 +131,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=45)
     ap.add_argument("--wait", type=float, default=1.0, help="seconds each paced user waits between requests")
     ap.add_argument("--no-browser", action="store_true", help="no training browser session beside the paced run")
+    ap.add_argument("--no-pages", action="store_true", help="the browser trains, but opens no other page meanwhile")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_api_"))
     key = prepare(tmp / "ws")

@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from .. import metrics
+from .. import config, metrics
 from .. import rules as rules_mod
 from ..datasets import get_dataset
 from ..errors import NotFound, RiskdeskError
@@ -110,7 +110,8 @@ def score(store: Store, model_id: str, dataset: str | None = None, start=None, e
             columns={"rule_score": "score", "rule_decision": "decision"})
         return out
     X = encode_categories(frame.X, model["params"]["categories"])
-    s = (predict_logistic(artifact["spec"], X) if model["kind"] == "logistic" else artifact.predict(X))
+    s = (predict_logistic(artifact["spec"], X) if model["kind"] == "logistic"
+         else artifact.predict(X, num_threads=config.threads()))
     import pandas as pd
     out = pd.DataFrame({"transaction_id": frame.ids, "score": s})
     blocked = rules_mod.blocked_ids(store, fs, start, end)
