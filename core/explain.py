@@ -54,7 +54,7 @@ class Loaded:
         copy = getattr(self._copies, "booster", None)
         if copy is None:
             import lightgbm as lgb
-            with self._lock:
+            with self.predicting:
                 if self._text is None:
                     self._text = self.artifact.model_to_string()
             copy = self._copies.booster = lgb.Booster(model_str=self._text)

@@ -18,6 +18,7 @@ from .store import Store, quote_ident
 
 SAMPLE_NORMALS = 200_000
 PSI_BANDS = (0.1, 0.25)
+PSI_QUANTILE_ROWS = 200_000       # bins of a period larger than this are cut on a sample of it
 
 
 def _feature(fs: dict, name: str) -> dict:
@@ -240,7 +241,8 @@ def segments(store: Store, ds: dict, k: int = 5, as_of=None, days: int = 90, see
 
 def psi(store: Store, fs: dict, a: tuple, b: tuple, names: list[str] | None = None):
     """PSI of each feature between period a = (start, end) and period b, on ten bins cut at
-    the deciles of period a (plus a missing bin; categories for categorical features).
+    the deciles of period a (of a sample of PSI_QUANTILE_ROWS of its rows when it has more),
+    plus a missing bin; categories for categorical features.
     Dates are inclusive days. Returns DataFrame: feature, psi, band (stable/watch/shift).
     One query for every feature: binning, counting and the sum run in DuckDB."""
     import pandas as pd
@@ -256,8 +258,12 @@ def psi(store: Store, fs: dict, a: tuple, b: tuple, names: list[str] | None = No
     deciles = [x / 10 for x in range(1, 10)]
     edges = {}
     if numeric:
+        # the deciles of a large period from a sample of it (blocks of rows, spread over time):
+        # 9.4 s on the 7M rows of a 10M-row dataset's training period, 0.4 s from 1% of them
+        share = 100.0 * PSI_QUANTILE_ROWS / sizes[0]
+        sample = f" USING SAMPLE {share!r}% (system, 42)" if share < 100 else ""
         row = store.rows("SELECT " + ", ".join(f"approx_quantile({quote_ident(n)}, {deciles})" for n in numeric)
-                         + f" FROM {table} WHERE {in_a}", params[:2])[0]
+                         + f" FROM (SELECT * FROM {table} WHERE {in_a}){sample}", params[:2])[0]
         edges = {n: sorted(set(e for e in (q or []) if e is not None)) for n, q in zip(numeric, row)}
     branches = []
     for i, n in enumerate(names):

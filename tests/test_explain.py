@@ -230,3 +230,29 @@ def test_training_records_where_its_labels_came_from(tmp_path, small_demo_csv):
     cases.record(store, 1, early[0], "legitimate", "bob")
     assert labels.waiting_count(store, 1, model["model_id"]) == 1
     store.close()
+
+
+def test_threads_scoring_at_once_get_the_answers_of_one_at_a_time(trained):
+    # LightGBM's pred_contrib is not safe on one Booster shared by threads: each thread
+    # predicts on its own copy, and concurrent answers equal sequential ones
+    store, result = trained
+    model = next(m for m in result["models"] if m["kind"] == "tuned")
+    lm = explain.load(store, model["model_id"])
+    X = np.random.default_rng(7).normal(size=(64, len(lm.names)))
+    expected = [explain.contributions(lm, X[i:i + 1]) for i in range(len(X))]
+    answers, copies = [None] * len(X), set()
+
+    def work(part):
+        copies.add(id(lm.booster()))
+        for i in part:
+            for _ in range(5):
+                answers[i] = explain.contributions(lm, X[i:i + 1])
+
+    threads = [threading.Thread(target=work, args=(range(k, len(X), 8),)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(copies) == 8
+    for (values, base, margin), (v, b, m) in zip(expected, answers):
+        assert np.array_equal(values, v) and base == b and np.array_equal(margin, m)

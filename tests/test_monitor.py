@@ -3,6 +3,7 @@ periods are one clear line."""
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from conftest import run_cli
@@ -57,3 +58,41 @@ def test_monitor_command_line_contract(tmp_path, small_demo_csv):
     rules = next(m for m in trained["models"] if m["kind"] == "rules")["model_id"]
     proc = run_cli(home, "monitor", "--model", rules, "--start", "2024-04-01", "--end", "2024-04-30")
     assert proc.returncode != 0 and "scoring model" in proc.stderr
+
+
+def test_feature_psi_and_rule_hit_rates_match_hand_computations(trained):
+    from core import explore
+    from core import rules as rules_mod
+    from core.features import build_features
+    from core.models import feature_config
+    store, result = trained
+    model = next(m for m in result["models"] if m["kind"] == "default")
+    fs = build_features(store, "demo", feature_config(model))
+    reference, current = tuple(model["split"]["train"]), tuple(model["split"]["test"])
+    frame = store.df(f"SELECT CAST(timestamp AS DATE) AS day, tx_amount, channel FROM {fs['table']}")
+    day = frame["day"].astype(str)
+    a = frame[(day >= reference[0]) & (day <= reference[1])]
+    b = frame[(day >= current[0]) & (day <= current[1])]
+
+    def psi(bins_a, bins_b):
+        pa = bins_a.value_counts(normalize=True)
+        pb = bins_b.value_counts(normalize=True)
+        pa, pb = pa.reindex(pa.index.union(pb.index), fill_value=0), pb.reindex(pa.index.union(pb.index), fill_value=0)
+        pa, pb = pa.clip(lower=1e-4), pb.clip(lower=1e-4)
+        return float(((pb - pa) * np.log(pb / pa)).sum())
+
+    drift = explore.psi(store, fs, reference, current, ["tx_amount", "channel"]).set_index("feature")["psi"]
+    # numeric: ten bins cut at the reference period's (approximate) deciles, plus one for NULL
+    cuts = sorted(set(store.rows(f"SELECT approx_quantile(tx_amount, {[x / 10 for x in range(1, 10)]}) "
+                                 f"FROM {fs['table']} WHERE CAST(timestamp AS DATE) BETWEEN ? AND ?", list(reference))[0][0]))
+    binned = [np.where(part["tx_amount"].isna(), -1, np.searchsorted(cuts, part["tx_amount"], side="left")) for part in (a, b)]
+    assert drift["tx_amount"] == pytest.approx(psi(pd.Series(binned[0]), pd.Series(binned[1])), rel=1e-9)
+    assert drift["channel"] == pytest.approx(psi(a["channel"].fillna("(missing)"), b["channel"].fillna("(missing)")), rel=1e-9)
+
+    hits = monitor.rule_hits_by_day(store, fs, current)
+    fired = rules_mod.evaluate(store, fs, rules_mod.current_rules(store, include_disabled=False), *current)
+    ids = [r["rule_id"] for r in rules_mod.applicable(rules_mod.current_rules(store, include_disabled=False), fs)[0]]
+    expected = fired.groupby(fired["timestamp"].dt.date.astype(str))[ids].mean()
+    assert [h["day"] for h in hits] == list(expected.index)
+    for h in hits:
+        assert [h[i] for i in ids] == pytest.approx(list(expected.loc[h["day"]]), abs=1e-12)
