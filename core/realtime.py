@@ -127,12 +127,12 @@ class Plan:
 _plans: dict[tuple, tuple[int, tuple, Plan]] = {}     # (workspace, dataset, model) -> (generation, fingerprint, plan)
 _plans_lock = threading.Lock()
 
-# What a plan is made of, in one query ($1 the dataset's id, $2 its name): a write elsewhere (a
-# sign-in, an audit entry, another dataset) leaves the plan as it is.
+
 def plan(store: Store, dataset: str, model_id: str | None = None) -> Plan:
     """The scoring plan for a dataset and model (default: the champion, else the newest tuned
-    model). Checked once per workspace generation against what it is made of, rebuilt only
-    when that changed, by one thread while the others wait for it."""
+    model). Checked once per workspace generation against what it is made of (datasets.state),
+    rebuilt only when that changed, by one thread while the others wait for it: a write
+    elsewhere (a sign-in, an audit entry, another dataset) leaves it as it is."""
     key = (str(store.path), dataset, model_id)
     entry = _plans.get(key)
     if entry is not None and entry[0] == store.generation:
