@@ -269,8 +269,7 @@ def psi(store: Store, fs: dict, a: tuple, b: tuple, names: list[str] | None = No
     for i, n in enumerate(names):
         col = quote_ident(n)
         if n in edges:
-            bin_sql = f"CASE WHEN {col} IS NULL THEN '-1' " + " ".join(
-                f"WHEN {col} <= {float(e)!r} THEN '{k}'" for k, e in enumerate(edges[n])) + f" ELSE '{len(edges[n])}' END"
+            bin_sql = bins_sql(col, edges[n], [f"'{k}'" for k in range(len(edges[n]) + 1)], "'-1'")
         else:
             bin_sql = f"coalesce(CAST({col} AS VARCHAR), '(missing)')"
         branches.append(f"SELECT {i} AS feature, {bin_sql} AS bin, count(*) FILTER (WHERE in_a) AS na, "
@@ -286,6 +285,15 @@ def psi(store: Store, fs: dict, a: tuple, b: tuple, names: list[str] | None = No
         GROUP BY feature""", params))
     results = [{"feature": n, "psi": float(values[i]), "band": psi_band(float(values[i]))} for i, n in enumerate(names)]
     return pd.DataFrame(results).sort_values("psi", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def bins_sql(column: str, cuts: list[float], labels: list[str], missing: str) -> str:
+    """A CASE expression putting `column` in the bin of the first cut it does not exceed, or
+    above them all in the last; `labels` (SQL literals) name the len(cuts) + 1 bins, `missing`
+    the bin of NULL."""
+    return (f"CASE WHEN {column} IS NULL THEN {missing} "
+            + "".join(f"WHEN {column} <= {float(c)!r} THEN {label} " for c, label in zip(cuts, labels))
+            + f"ELSE {labels[len(cuts)]} END")
 
 
 def psi_band(value: float) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import metrics
 from .errors import RiskdeskError
-from .explore import psi, psi_band
+from .explore import bins_sql, psi, psi_band
 from .features import build_features
 from .models import feature_config, get_model, model_dataset
 from .store import Store, quote_ident
@@ -43,8 +43,7 @@ def score_psi(store: Store, fs: dict, model_id: str, reference: tuple, current: 
     cuts = store.scalar(f"SELECT quantile_cont(score, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]) "
                         f"FROM ({base}) WHERE {within}", [model_id, *reference]) or []
     cuts = sorted(set(c for c in cuts if c is not None))
-    case = "CASE " + " ".join(f"WHEN score <= {float(c)!r} THEN {i}" for i, c in enumerate(cuts)) + f" ELSE {len(cuts)} END" \
-        if cuts else "0"
+    case = bins_sql("score", cuts, [str(i) for i in range(len(cuts) + 1)], "-1")
     rows = store.rows(f"""
         WITH a AS (SELECT {case} AS bin, count(*) AS n FROM ({base}) WHERE {within} GROUP BY 1),
              b AS (SELECT {case} AS bin, count(*) AS n FROM ({base}) WHERE {within} GROUP BY 1)
@@ -176,9 +175,7 @@ def period_distribution(store: Store, model_id: str, feature: str, reference: tu
                             f"FROM ({base}) WHERE {within}", [model_id, *reference]) or []
         cuts = sorted(set(c for c in cuts if c is not None))
         bounds = [f"≤ {c:.4g}" for c in cuts] + [f"> {cuts[-1]:.4g}" if cuts else "all"]
-        label = ("CASE WHEN " + col + " IS NULL THEN '(missing)' " + " ".join(
-            f"WHEN {col} <= {float(c)!r} THEN '{i:02d} {bounds[i]}'" for i, c in enumerate(cuts))
-            + f" ELSE '{len(cuts):02d} {bounds[-1]}' END")
+        label = bins_sql(col, cuts, [f"'{i:02d} {bound}'" for i, bound in enumerate(bounds)], "'(missing)'")
     return store.df(f"""
         SELECT bin, period, n / sum(n) OVER (PARTITION BY period) AS share FROM (
             SELECT {label} AS bin, 'reference' AS period, count(*) AS n FROM ({base}) WHERE {within} GROUP BY 1
