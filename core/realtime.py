@@ -8,7 +8,9 @@ exactly as it would after being appended, and nothing is written. For a few rows
 evaluated in Python (core.features.pyengine: no query to plan), else, or for a definition that
 engine cannot evaluate, by DuckDB over a temporary table. What does not change between
 requests (the dataset, the model, its feature set, the rules, the bands) is kept per workspace
-generation (core.store), so a request costs one query for its near rows.
+generation (core.store), and so are the dataset's rows when they fit in memory (core.history):
+then a request asks nothing of the database, and the API scores a small one where it arrives
+(score_in_memory). Else it costs one query for its near rows.
 
 Ids already in the dataset, unknown fields, wrong types and oversized requests are refused with
 a message naming the transaction and the field.
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import explain, metrics, models
+from . import explain, history, metrics, models
 from . import rules as rules_mod
 from .champion import bands, champion
 from .datasets import get_dataset, state
@@ -36,6 +38,7 @@ from .store import Store
 
 MAX_TRANSACTIONS = 1000
 PYTHON_ROWS = 50          # requests up to this many rows are evaluated in Python
+INLINE_ROWS = 5           # and up to this many, with the rows in memory, where they arrive (score_in_memory)
 MAX_TEXT = 200
 TEXT_ROLES = ("transaction_id", "customer_id", "channel", "transaction_type", "device_id", "counterparty_id")
 NUMBER_ROLES = ("amount", "balance_before", "balance_after")
@@ -199,10 +202,13 @@ def _near(table: str, d: Definition, rows: list[dict]) -> tuple[str, list]:
     return " UNION ".join(branches) or f"SELECT * FROM {table} WHERE FALSE", params
 
 
-def _features_in_python(cur, p: Plan, rows: list[dict]) -> list[dict]:
-    stored = cur.execute(*_near(p.ds["table"], p.d, rows))
-    names = [c[0] for c in stored.description]
-    columns = {n: list(v) for n, v in zip(names, zip(*stored.fetchall()))} or {n: [] for n in names}
+def _features_in_python(cur, p: Plan, rows: list[dict], stored: history.History | None) -> list[dict]:
+    if stored is not None:
+        columns = stored.near(rows, p.d.keys, p.d.lookback)
+    else:
+        result = cur.execute(*_near(p.ds["table"], p.d, rows))
+        names = [c[0] for c in result.description]
+        columns = {n: list(v) for n, v in zip(names, zip(*result.fetchall()))} or {n: [] for n in names}
     first = len(columns["timestamp"])
     # the known label (core.labels.known_labels_sql): the reviewed one, else the file's
     columns["known_label"] = [p.reviewed.get(str(t), label) for t, label in zip(columns["transaction_id"], columns["label"])] \
@@ -255,7 +261,16 @@ def _matrix(p: Plan, features: list[dict]):
     return models.encode_categories(X, lm.categories)
 
 
-def _fired(cur, p: Plan, features: list[dict]) -> list[list[str]]:
+def _stored_id(cur, p: Plan, ids: list[str], stored: history.History | None) -> str | None:
+    """The first of `ids` that the dataset already holds, if any."""
+    if stored is not None:
+        return stored.holds_any(ids)
+    found = cur.execute(f"SELECT transaction_id FROM {p.ds['table']} WHERE transaction_id "
+                        f"IN ({', '.join('?' * len(ids))})", ids).fetchall()
+    return found[0][0] if found else None
+
+
+def _fired(store: Store, p: Plan, features: list[dict]) -> list[list[str]]:
     """The ids of the enabled rules that fire on each row, in rule order."""
     if p.conditions is not None:
         try:
@@ -264,12 +279,13 @@ def _fired(cur, p: Plan, features: list[dict]) -> list[list[str]]:
         except Unsupported:
             pass
     import pandas as pd
-    cur.register("_request_features", pd.DataFrame(features))
+    cur = store.cursor()
     try:
+        cur.register("_request_features", pd.DataFrame(features))
         (sql, params) = rules_mod.hit_sql(p.rules, p.lm.fs)["fired"]
         return [list(r[0] or []) for r in cur.execute(f"SELECT {sql} FROM _request_features", params).fetchall()]
     finally:
-        cur.unregister("_request_features")
+        cur.close()
 
 
 def score_transactions(store: Store, dataset: str, transactions, model_id: str | None = None,
@@ -278,26 +294,48 @@ def score_transactions(store: Store, dataset: str, transactions, model_id: str |
     {"model_id", "results": [{"transaction_id", "score", "decision", "reasons", "rules_fired"}]}.
     The model defaults to the champion (else the newest tuned model)."""
     p = plan(store, dataset, model_id)
+    in_python = p.compiled is not None and isinstance(transactions, list) and len(transactions) <= PYTHON_ROWS
+    return _score(store, p, dataset, transactions, history.current(store, p.ds, p.d.keys) if in_python else None, lang)
+
+
+def score_in_memory(store: Store, dataset: str, transactions, model_id: str | None = None,
+                    lang: str = "en") -> dict | None:
+    """score_transactions, when it can run now without the database: at most INLINE_ROWS
+    transactions, the plan made and current, the dataset's rows in memory (core.history), and
+    features and rules evaluated in Python. Else None. A few milliseconds of Python, so the API
+    scores such a request where it arrives instead of handing it to a worker thread."""
+    entry = _plans.get((str(store.path), dataset, model_id))
+    if not isinstance(transactions, list) or len(transactions) > INLINE_ROWS or entry is None \
+            or entry[0] != store.generation:
+        return None
+    p = entry[2]
+    stored = history.at_hand(store, p.ds, p.d.keys) if p.compiled is not None and p.conditions is not None else None
+    return None if stored is None else _score(store, p, dataset, transactions, stored, lang)
+
+
+def _score(store: Store, p: Plan, dataset: str, transactions, stored: history.History | None, lang: str) -> dict:
     rows = _rows(p.ds, transactions)
     ids = [r["transaction_id"] for r in rows]
-    cur = store.cursor()
+    in_python = p.compiled is not None and len(rows) <= PYTHON_ROWS
+    cur = None if stored is not None else store.cursor()
     try:
-        known = cur.execute(f"SELECT transaction_id FROM {p.ds['table']} WHERE transaction_id "
-                            f"IN ({', '.join('?' * len(ids))})", ids).fetchall()
-        if known:
-            raise RiskdeskError(f"transaction {known[0][0]!r} is already in dataset {dataset!r}: "
+        known = _stored_id(cur, p, ids, stored)
+        if known is not None:
+            raise RiskdeskError(f"transaction {known!r} is already in dataset {dataset!r}: "
                                 f"fetch its case instead of scoring it again")
         features = None
-        if p.compiled is not None and len(rows) <= PYTHON_ROWS:
+        if in_python:
             try:
-                features = _features_in_python(cur, p, rows)
+                features = _features_in_python(cur, p, rows, stored)
             except Unsupported:
                 features = None
         if features is None:
+            cur = cur or store.cursor()
             features = _features_in_duckdb(cur, store, p, rows)
-        fired = _fired(cur, p, features)
     finally:
-        cur.close()
+        if cur is not None:
+            cur.close()
+    fired = _fired(store, p, features)
     values, base, margin = explain.contributions(p.lm, _matrix(p, features))
     scores = explain.probability(margin)
     by_id = {r["rule_id"]: r for r in p.rules}

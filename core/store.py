@@ -268,6 +268,7 @@ class Store:
                     "stop it or set RISKDESK_HOME to another directory") from None
             raise RiskdeskError(f"cannot open the workspace database {self.path}: {exc}") from None
         self._lock = threading.RLock()
+        self._background: list[threading.Thread] = []
         self._migrate()
         self._drop_orphans()
         self._changed()
@@ -278,7 +279,16 @@ class Store:
         return self._con.cursor()
 
     def close(self) -> None:
+        """Close the database, once the work started by `in_background` has finished."""
+        for thread in list(self._background):
+            thread.join()
         self._con.close()
+
+    def in_background(self, fn, name: str) -> None:
+        """Run `fn()` in a thread of its own, which `close` waits for."""
+        thread = threading.Thread(target=fn, name=name, daemon=True)
+        self._background = [t for t in self._background if t.is_alive()] + [thread]
+        thread.start()
 
     @property
     def generation(self) -> int:

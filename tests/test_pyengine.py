@@ -128,8 +128,16 @@ def test_constructs_it_does_not_know_are_left_to_duckdb():
         compile_definition(d)
 
 
+def assert_equal_rows(a: list[dict], b: list[dict]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for n in x:
+            assert x[n] == y[n] or (x[n] != x[n] and y[n] != y[n]), (n, x[n], y[n])      # NaN is NaN
+
+
 def test_a_request_scores_the_same_through_either_engine(tmp_path, monkeypatch):
-    from core import explain, models, realtime
+    from core import explain, history, models, realtime
     from core.ingest import ingest
     from core.rules import current_rules, ensure_starter_rules
     from core.store import Store
@@ -154,7 +162,9 @@ def test_a_request_scores_the_same_through_either_engine(tmp_path, monkeypatch):
         assert a["reasons"] == b["reasons"] and a["rules_fired"] == b["rules_fired"]
     # the request path's SHAP (LightGBM's TreeSHAP on the encoded matrix) is shap's
     p = realtime.plan(store, "bank")
-    features = realtime._features_in_python(store.cursor(), p, realtime._rows(p.ds, request))
+    features = realtime._features_in_python(store.cursor(), p, realtime._rows(p.ds, request), None)
+    in_memory = history.build(store, p.ds, p.d.keys)         # the stored rows in memory (core.history)
+    assert_equal_rows(realtime._features_in_python(None, p, realtime._rows(p.ds, request), in_memory), features)
     fast, base, margin = explain.contributions(p.lm, realtime._matrix(p, features))
     X = models.encode_categories(pd.DataFrame(features)[p.lm.names].astype(
         {n: float for n in p.lm.names if n not in p.lm.categories}), p.lm.categories)
@@ -176,7 +186,9 @@ def test_a_request_scores_the_same_through_either_engine(tmp_path, monkeypatch):
     ids = [r["transaction_id"] for r in again]
     stored = {r["transaction_id"]: r for r in store.dicts(
         f"SELECT * FROM {p.lm.fs['table']} WHERE transaction_id IN ({', '.join('?' * len(ids))})", ids)}
-    for engine in (realtime._features_in_python, lambda cur, p, rows: realtime._features_in_duckdb(cur, store, p, rows)):
+    for engine in (lambda cur, p, rows: realtime._features_in_python(cur, p, rows, None),
+                   lambda cur, p, rows: realtime._features_in_python(None, p, rows, in_memory),
+                   lambda cur, p, rows: realtime._features_in_duckdb(cur, store, p, rows)):
         for f in engine(store.cursor(), p, again):
             for n in p.lm.names:
                 a, b = f[n], stored[f["transaction_id"]][n]
