@@ -24,6 +24,7 @@ from .store import Store
 
 ROW_BYTES = 300         # measured on the demo: the Arrow columns, the id set and the key indexes
 MEMORY_SHARE = 0.1      # of config.memory_limit(); larger datasets are asked from DuckDB per request
+ID_CHUNK = 50_000       # ids turned into Python strings at a time (a million at once held the GIL 0.3-0.45 s)
 
 EPOCH, MICROSECOND = datetime(1970, 1, 1), timedelta(microseconds=1)
 VERSION_SQL = """SELECT (SELECT count(*) FROM {table}),
@@ -37,7 +38,7 @@ class History:
     table: object                                  # pyarrow.Table, the stored order
     micros: np.ndarray                             # timestamps, microseconds since 1970
     groups: dict[str, tuple[np.ndarray, dict]]     # key -> (positions by key and time, value -> (start, end))
-    ids: frozenset
+    ids: set[str]                                  # not changed once made
 
     def holds_any(self, ids: list[str]) -> str | None:
         """The first of `ids` that is a stored transaction id, if any."""
@@ -164,7 +165,10 @@ def build(store: Store, ds: dict, keys) -> History:
         names = encoded.dictionary.to_pylist()
         groups[key] = (order, {(names[c] if c >= 0 else None): (int(s), int(e))
                                for c, s, e in zip(ordered[starts].tolist(), starts.tolist(), ends.tolist())})
-    ids = frozenset(map(str, table["transaction_id"].to_pylist()))
+    ids: set[str] = set()
+    text = pc.cast(table["transaction_id"], pa.string())
+    for start in range(0, len(text), ID_CHUNK):     # one C call per chunk: the GIL is free in between
+        ids.update(text.slice(start, ID_CHUNK).to_pylist())
     return History(version=at, table=table, micros=micros, groups=groups, ids=ids)
 
 
