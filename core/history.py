@@ -108,14 +108,12 @@ def current(store: Store, ds: dict, keys) -> History | None:
     generation = store.generation
     checked = _checked.get(slot)
     if checked is None or checked[0] != generation:
-        checked = (generation, version(store, ds))
-        _checked[slot] = checked
-    history = _histories.get(slot)
-    keys = set(keys)
-    if history is not None and history.version == checked[1] and keys <= history.groups.keys():
-        return history
+        checked = _checked[slot] = (generation, version(store, ds))
+    history = at_hand(store, ds, keys)
     if history is not None:
-        keys |= history.groups.keys()
+        return history
+    older = _histories.get(slot)
+    keys = set(keys) | (older.groups.keys() if older is not None else set())
     if not fits(checked[1][0]) or _failed.get(slot) == checked[1]:
         return None
     with _lock:
@@ -173,7 +171,7 @@ def build(store: Store, ds: dict, keys) -> History:
 
 
 def forget(store: Store) -> None:
-    """Drop the copies of a workspace's datasets (tests, or a workspace closed)."""
+    """Drop the copies of a workspace's datasets (tests)."""
     for slot in [s for s in _histories if s[0] == str(store.path)]:
         _histories.pop(slot, None)
         _checked.pop(slot, None)

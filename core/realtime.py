@@ -294,8 +294,7 @@ def score_transactions(store: Store, dataset: str, transactions, model_id: str |
     {"model_id", "results": [{"transaction_id", "score", "decision", "reasons", "rules_fired"}]}.
     The model defaults to the champion (else the newest tuned model)."""
     p = plan(store, dataset, model_id)
-    in_python = p.compiled is not None and isinstance(transactions, list) and len(transactions) <= PYTHON_ROWS
-    return _score(store, p, dataset, transactions, history.current(store, p.ds, p.d.keys) if in_python else None, lang)
+    return _score(store, p, dataset, transactions, history.current(store, p.ds, p.d.keys), lang)
 
 
 def score_in_memory(store: Store, dataset: str, transactions, model_id: str | None = None,
