@@ -14,7 +14,7 @@ st.caption(tr("audit.intro"))
 
 options = auditlog.choices(db)
 c1, c2, c3, c4 = st.columns(4)
-any_ = tr("audit.any")
+any_ = tr("common.any")
 person = c1.selectbox(tr("audit.person"), [any_] + options["actor"], key="audit_person")
 action = c2.selectbox(tr("audit.action"), [any_] + options["action"], key="audit_action")
 kind = c3.selectbox(tr("audit.object_kind"), [any_] + options["object_kind"], key="audit_kind")

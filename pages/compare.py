@@ -92,7 +92,8 @@ with tab_train:
     kind_options = {kind_label(k): k for k in models.KINDS}
     c1, c2, c3, c4 = st.columns([3, 1, 1, 2])
     chosen = c1.multiselect(tr("compare.models"), list(kind_options),
-                            default=[kind_label(k) for k in models.DEFAULT_KINDS], key=f"train_kinds_{lang()}")
+                            default=[kind_label(k) for k in models.DEFAULT_KINDS], key=f"train_kinds_{lang()}",
+                            placeholder=tr("common.choose"))
     trials = c2.number_input(tr("compare.trials"), 1, 500, 30, key="train_trials")
     budget = c3.number_input(tr("compare.budget"), 0, 3600, 0, key="train_budget", help=tr("compare.budget_help"))
     imbalance = c4.selectbox(tr("compare.imbalance"), models.IMBALANCE, key="train_imbalance",

@@ -20,7 +20,7 @@ with st.expander(tr("explore.config.header")):
     c1, c2 = st.columns(2)
     family_labels = {tr(f"family.{f}"): f for f in FAMILIES}
     chosen = c1.multiselect(tr("explore.config.families"), list(family_labels), default=list(family_labels),
-                            key=f"families_{lang()}")
+                            key=f"families_{lang()}", placeholder=tr("common.choose"))
     families = [family_labels[label] for label in chosen if label in family_labels]
     windows = c2.text_input(tr("explore.config.windows"), "1h, 24h, 7d, 30d")
     entity = c1.text_input(tr("explore.config.entity_windows"), "1d, 7d, 30d")
@@ -141,7 +141,8 @@ with tab_rank:
 
 with tab_corr:
     numeric = [n for n in cached_ranking(key, fs)["feature"] if catalogue[n]["kind"] == "numeric"]
-    chosen = st.multiselect(tr("explore.corr_features"), numeric, default=numeric[:12], key="explore_corr")
+    chosen = st.multiselect(tr("explore.corr_features"), numeric, default=numeric[:12], key="explore_corr",
+                            placeholder=tr("common.choose"))
     if len(chosen) >= 2:
         st.plotly_chart(plots.correlation_heatmap(cached_corr(key, tuple(chosen), fs), lang()), width="stretch")
 

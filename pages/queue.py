@@ -47,11 +47,13 @@ with tab_queue:
     period = c1.date_input(tr("queue.period"), (date.fromisoformat(test[0]), date.fromisoformat(test[1])),
                            min_value=first, max_value=last, key=f"queue_period_{model_id}")
     band_labels = {tr(f"band.{b}"): b for b in ("BLOCK", "VERIFY", "PASS")}
-    bands = c2.multiselect(tr("queue.bands"), list(band_labels), key=f"queue_bands_{lang()}")
+    bands = c2.multiselect(tr("queue.bands"), list(band_labels), key=f"queue_bands_{lang()}",
+                           placeholder=tr("common.any"))
     rule_ids = [r["rule_id"] for r in rules_mod.current_rules(db, include_disabled=False)]
-    rule = c3.selectbox(tr("queue.rule"), [""] + rule_ids, key="queue_rule")
+    rule = c3.selectbox(tr("queue.rule"), [""] + rule_ids, key="queue_rule",
+                        format_func=lambda r: r or tr("common.any"))
     outcomes = c4.multiselect(tr("queue.outcomes"), list(cases.OUTCOMES), key="queue_outcomes",
-                              help=tr("queue.outcomes_help"))
+                              help=tr("queue.outcomes_help"), placeholder=tr("common.any"))
     c1, c2, c3 = st.columns(3)
     min_amount = c1.number_input(tr("queue.min_amount"), 0.0, value=0.0, key="queue_min_amount")
     max_amount = c2.number_input(tr("queue.max_amount"), 0.0, value=0.0, key="queue_max_amount",
@@ -108,9 +110,10 @@ with tab_queue:
         st.subheader(tr("queue.batch_header"))
         c1, c2, c3 = st.columns([3, 2, 1])
         chosen = c1.multiselect(tr("queue.batch_pick"), list(result["rows"]["transaction_id"]),
-                                default=list(result["rows"]["transaction_id"][:10]), key="queue_batch_pick")
+                                default=list(result["rows"]["transaction_id"][:10]), key="queue_batch_pick",
+                                placeholder=tr("common.choose"))
         formats = c2.multiselect(tr("queue.batch_formats"), list(report.FORMATS), default=list(report.FORMATS),
-                                 key="queue_batch_formats")
+                                 key="queue_batch_formats", placeholder=tr("common.choose"))
         state_key = f"batch_job_{model_id}"
         if c3.button(tr("queue.batch_start"), disabled=not (chosen and formats), key="queue_batch_start"):
             st.session_state.pop("batch_zip", None)

@@ -29,3 +29,16 @@ def test_chinese_uses_glossary_terms():
     assert t("role.transaction_id", "zh") == "交易流水号"
     assert t("role.counterparty_id", "zh") == "交易对手"
     assert t("role.device_id", "zh") == "设备号"
+
+
+def test_every_multiselect_says_its_placeholder_in_the_page_language():
+    """Streamlit's own placeholder ("Choose options") is English on a Chinese page."""
+    for path in UI_FILES:
+        text = path.read_text(encoding="utf-8")
+        for call in re.finditer(r"\.multiselect\(", text):
+            depth, end = 0, call.end() - 1
+            for end in range(call.end() - 1, len(text)):
+                depth += {"(": 1, ")": -1}.get(text[end], 0)
+                if depth == 0:
+                    break
+            assert "placeholder=" in text[call.start():end], (path.name, text[call.start():call.start() + 80])

@@ -161,6 +161,8 @@ EN: dict[str, str] = {
     "common.progress": "{label}: {message}",
     "common.yes": "yes",
     "common.no": "no",
+    "common.any": "(any)",
+    "common.choose": "Choose…",
 }
 
 ZH: dict[str, str] = {
@@ -319,6 +321,8 @@ ZH: dict[str, str] = {
     "common.progress": "{label}：{message}",
     "common.yes": "是",
     "common.no": "否",
+    "common.any": "（全部）",
+    "common.choose": "请选择…",
 }
 
 # -- rules, model comparison -------------------------------------------------------------------------
