@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import ROOT
 from core.errors import RiskdeskError
@@ -236,3 +238,17 @@ def test_training_says_before_starting_when_the_evaluation_periods_exceed_the_me
         models.train(store, "d", kinds=["default"])
     assert models.list_models(store, "d") == []
     store.close()
+
+
+_TEXT = ["atm", "web", "pos", "Web", "", "网银", "a'b"]
+
+
+@given(values=st.lists(st.sampled_from(_TEXT + [None]), max_size=40),
+       cats=st.lists(st.sampled_from(_TEXT), unique=True, min_size=1))
+@settings(max_examples=60, deadline=None)
+def test_text_categories_are_coded_as_in_training_unseen_and_null_as_missing(values, cats):
+    X = pd.DataFrame({"channel": pd.array(values, dtype="str"), "n": np.arange(len(values), dtype=float)})
+    coded = models.encode_categories(X, {"channel": cats})["channel"]
+    assert list(coded.cat.categories) == cats
+    assert [None if pd.isna(v) else v for v in coded] == [v if v in cats else None for v in values]
+    assert X["channel"].dtype == "str"          # the caller's frame is left as it was

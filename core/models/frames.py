@@ -102,8 +102,23 @@ def encode_categories(X, categories: dict[str, list]):
     import pandas as pd
     X = X.copy(deep=False)         # copy-on-write: the caller's frame stays as it was
     for name, cats in categories.items():
-        X[name] = pd.Categorical(X[name].astype("object"), categories=cats)
+        if pd.api.types.is_string_dtype(X[name].dtype) and all(isinstance(c, str) for c in cats):
+            X[name] = _text_categories(X[name], cats)
+        else:
+            X[name] = pd.Categorical(X[name].astype("object"), categories=cats)
     return X
+
+
+def _text_categories(column, cats: list[str]):
+    """A text column as pandas categories, its codes looked up in Arrow: the same as
+    pd.Categorical(column.astype(object), cats), without a Python object per row (which held
+    the GIL for 40-60 ms per column on 100k rows while scoring a dataset)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    values = pa.array(column, type=pa.string(), from_pandas=True)
+    codes = pc.index_in(values, value_set=pa.array(cats, pa.string())).fill_null(-1)
+    return pd.Categorical.from_codes(codes.to_numpy(zero_copy_only=False).astype("int64"), categories=cats)
 
 
 def fit_categories(X, names: list[str]) -> dict[str, list]:
