@@ -79,16 +79,31 @@ def lower_priority_of_browser(idle: bool) -> None:
     """Chromium raises its own processes' priority (nice -8 as root). Here it shares the two
     cores with the server it measures; in use it runs on the analyst's machine. Put it below:
     at nice 10, or (idle) in Linux's SCHED_IDLE class, which runs only on CPU time the other
-    processes leave: rendering the two pages otherwise took most of a core from the server."""
+    processes leave: rendering the two pages otherwise took most of a core from the server.
+    Linux schedules threads, not processes: every thread of every browser process is moved
+    (its compositor and I/O threads had stayed at nice -8 and 0, above the server), again as
+    the browser starts more. Chromium also starts a session of its own, and with the
+    kernel's autogroups (sched_autogroup_enabled, on here) a session's threads share CPU as one
+    group, equal to the server's whatever their nice or class: the browser's group is put at
+    nice 19 (idle) or BROWSER_NICENESS."""
     import psutil
     for proc in psutil.process_iter(["name"]):
         if proc.info["name"] and "chrom" in proc.info["name"]:
             try:
-                proc.nice(BROWSER_NICENESS)
-                if idle:
-                    os.sched_setscheduler(proc.pid, os.SCHED_IDLE, os.sched_param(0))
-            except (psutil.Error, OSError):
+                threads = [t.id for t in proc.threads()]
+            except psutil.Error:
+                continue
+            try:
+                Path(f"/proc/{proc.pid}/autogroup").write_text(str(19 if idle else BROWSER_NICENESS))
+            except OSError:                   # no autogroups in this kernel
                 pass
+            for tid in threads:
+                try:
+                    os.setpriority(os.PRIO_PROCESS, tid, BROWSER_NICENESS)
+                    if idle:
+                        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+                except OSError:
+                    pass
 
 
 def paced_with_training(url: str, key: str, args, out: Path) -> tuple[dict, list[float], float | None]:
@@ -113,6 +128,7 @@ def paced_with_training(url: str, key: str, args, out: Path) -> tuple[dict, list
         trainer.get_by_role("button", name="Train and compare").click()
         pages, trained = [], None
         while locust.poll() is None:
+            lower_priority_of_browser(args.browser_priority == "idle")
             if args.no_pages:
                 time.sleep(1)
             for path, heading in () if args.no_pages else (("/data", "Datasets"), ("/monitor", "Monitor")):
