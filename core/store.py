@@ -257,9 +257,11 @@ def _lower_priority(thread_ids: set[str]) -> None:
     thread's priority, helped by the workers; a job's long query (training's frames, the
     Monitor's PSI) otherwise took both cores at normal priority and each API request waited
     for one."""
-    for tid in thread_ids:
+    python_threads = {str(t.native_id) for t in threading.enumerate()}     # started meanwhile elsewhere
+    for tid in thread_ids - python_threads:
         try:
-            os.setpriority(os.PRIO_PROCESS, int(tid), min(19, os.getpriority(os.PRIO_PROCESS, int(tid)) + WORKER_NICENESS))
+            niceness = os.getpriority(os.PRIO_PROCESS, int(tid))
+            os.setpriority(os.PRIO_PROCESS, int(tid), min(19, niceness + WORKER_NICENESS))
         except (OSError, ValueError):
             pass
 

@@ -37,3 +37,20 @@ def test_store_df_binds_values_and_returns_an_empty_frame_with_columns(tmp_path)
             "O'Brien; DROP TABLE datasets"]
     finally:
         store.close()
+
+
+def test_duckdbs_own_threads_run_below_the_thread_that_opened_the_store(tmp_path, monkeypatch):
+    import os
+    import threading
+    monkeypatch.setenv("RISKDESK_THREADS", "2")          # DuckDB starts a query worker at least
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    before = set(os.listdir("/proc/self/task"))
+    store = Store(tmp_path / "ws")
+    try:
+        started = set(os.listdir("/proc/self/task")) - before - {str(t.native_id) for t in threading.enumerate()}
+        assert started
+        assert {os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in started} == {min(19, mine + 5)}
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine
+        assert store.df("SELECT count(*) AS n FROM range(100000)")["n"].tolist() == [100000]
+    finally:
+        store.close()
