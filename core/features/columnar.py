@@ -239,12 +239,15 @@ def _compute_keys(cur, result: Precomputed, d: Definition, keys: list[_Key], typ
             sorts = dict(zip([k.role for k in keys], pool.map(lambda key: _sort(fetched, key), keys)))
             for columns in pool.map(lambda p: _compute(fetched, p[1], d, subs, sorts[p[0].role]), parts):
                 result.columns.update(columns)
-        else:                              # a key at a time, a task at a time: less to hold
-            for key in keys:
-                sort = _sort(fetched, key)
-                for _, calls in (p for p in parts if p[0] is key):
-                    result.tables.append(_temporary_table(cur, _compute(fetched, calls, d, subs, sort)))
-                del sort
+        else:                              # a key at a time, its windows two at a time: less to hold
+            with ThreadPoolExecutor(1) as ahead:           # the next key's order, sorted meanwhile
+                sorting = ahead.submit(_sort, fetched, keys[0]) if keys else None
+                for j, key in enumerate(keys):
+                    sort = sorting.result()
+                    sorting = ahead.submit(_sort, fetched, keys[j + 1]) if j + 1 < len(keys) else None
+                    for _, calls in (p for p in parts if p[0] is key):
+                        result.tables.append(_temporary_table(cur, _compute(fetched, calls, d, subs, sort, pool)))
+                    del sort
     if whole:
         result.rows, result.slices = fetched, [(0, fetched.num_rows, None, None)]
     else:
@@ -300,9 +303,11 @@ def _sort(fetched, key: _Key) -> tuple:
     return order, starts, np.ascontiguousarray(fetched.column("_ts").to_numpy()[order])
 
 
-def _compute(fetched, calls: list[_Call], d: Definition, subs: dict[str, str], sort: tuple) -> dict:
+def _compute(fetched, calls: list[_Call], d: Definition, subs: dict[str, str], sort: tuple,
+             pool: ThreadPoolExecutor | None = None) -> dict:
     """These calls of one key over `fetched` (rows in time order, with `_ts` and the
-    sub-partition expressions' columns, `subs`), as Arrow arrays in the same row order."""
+    sub-partition expressions' columns, `subs`), as Arrow arrays in the same row order; with a
+    `pool`, a window (or sub-partition) per task."""
     import numpy as np
     import pyarrow as pa
 
@@ -319,6 +324,12 @@ def _compute(fetched, calls: list[_Call], d: Definition, subs: dict[str, str], s
             codes[column, null] = (np.ascontiguousarray(found[order]), size)
         return codes[column, null]
 
+    def in_key_order_values(column: str) -> tuple:
+        if column not in values:
+            x, valid = _values(fetched.column(column))
+            values[column] = (np.ascontiguousarray(x[order]), np.ascontiguousarray(valid[order]))
+        return values[column]
+
     def back(c: _Call, result, mask=None) -> None:      # to the fetched (time) order, as Arrow
         if result.dtype == np.int64 and (n == 0 or result.max() < 2 ** 31):
             result = result.astype(np.int32)
@@ -334,7 +345,8 @@ def _compute(fetched, calls: list[_Call], d: Definition, subs: dict[str, str], s
     groups: dict[tuple, list[_Call]] = {}      # one window's frames, or one sub-partition's ranks, at a time
     for c in calls:
         groups.setdefault((c.window, c.sub), []).append(c)
-    for (window, sub), group in groups.items():
+
+    def run(window: str, sub: str | None, group: list[_Call]) -> None:
         if not window:
             sub_codes = (np.zeros(n, np.int64), 1) if sub is None else in_key_order(subs[sub], null=True)
             codes.pop((subs.get(sub), True), None)
@@ -345,7 +357,7 @@ def _compute(fetched, calls: list[_Call], d: Definition, subs: dict[str, str], s
                     back(c, ts[np.maximum(previous, 0)], previous < 0)
                 else:
                     back(c, rank + (c.fn == "row_number"))
-            continue
+            return
         _, seconds, end_days, exclude = d.frames[window]
         lo, hi = kernels.frame_bounds(starts, ts, seconds * SECOND_US, end_days * DAY_US, exclude == "GROUP")
         for arg in dict.fromkeys(c.arg for c in group):
@@ -358,12 +370,18 @@ def _compute(fetched, calls: list[_Call], d: Definition, subs: dict[str, str], s
                     back(c, kernels.distinct_counts(starts, lo, hi, *in_key_order(arg, null=False)))
                 else:
                     if stats is None:
-                        if arg not in values:
-                            x, valid = _values(fetched.column(arg))
-                            values[arg] = (np.ascontiguousarray(x[order]), np.ascontiguousarray(valid[order]))
                         fns = {o.fn for o in of_arg}
-                        stats = kernels.value_stats(lo, hi, *values[arg], "max" in fns, "stddev_samp" in fns)
+                        stats = kernels.value_stats(lo, hi, *in_key_order_values(arg), "max" in fns, "stddev_samp" in fns)
                     back(c, *_result(c.fn, *stats))
+
+    if pool is None:
+        for (window, sub), group in groups.items():
+            run(window, sub, group)
+    else:
+        inputs = {(c.arg, c.distinct) for c in calls if c.window and c.arg != "*"}   # shared by windows: made once
+        list(pool.map(lambda i: in_key_order(i[0], null=False) if i[1] else in_key_order_values(i[0]), inputs))
+        for done in [pool.submit(run, window, sub, group) for (window, sub), group in groups.items()]:
+            done.result()
     return out
 
 
