@@ -12,6 +12,7 @@ st.set_page_config(page_title="riskdesk", page_icon=str(Path(__file__).resolve()
 language_picker()
 
 pages = [
+    # the default page lives at "/"; server.py sends its own address (/data) there
     st.Page("pages/data.py", title=tr("nav.data"), icon=":material/database:", url_path="data", default=True),
     st.Page("pages/explore.py", title=tr("nav.explore"), icon=":material/query_stats:", url_path="explore"),
     st.Page("pages/rules.py", title=tr("nav.rules"), icon=":material/rule:", url_path="rules"),

@@ -64,6 +64,16 @@ def from_this_machine(host: str | None) -> bool:
     return (mapped or address).is_loopback
 
 
+DEFAULT_PAGE_PATH = "/data"          # app.py's default page, which Streamlit serves at "/"
+
+
+def default_page(request: Request) -> RedirectResponse:
+    """The Data page's own address, for links and bookmarks: Streamlit serves the default page
+    at "/" and answers its url_path with a "Page not found" dialog over the page."""
+    query = request.url.query
+    return RedirectResponse("/" + (f"?{query}" if query else ""), status_code=307)
+
+
 async def run_command(request: Request) -> JSONResponse:
     """The command line of this machine's workspace owner, run here while this server holds the
     workspace (core.localserver): loopback only, with the credential from server.json."""
@@ -91,4 +101,5 @@ async def run_command(request: Request) -> JSONResponse:
 app = st.App(str(Path(__file__).resolve().parent / "app.py"),
              routes=[ApiMount("/api/v1", api),
                      Route("/session/start", start_session), Route("/session/end", end_session),
+                     Route(DEFAULT_PAGE_PATH, default_page),
                      Route(localserver.ROUTE, run_command, methods=["POST"])])

@@ -144,3 +144,11 @@ def test_sql_and_html_in_text_fields_are_only_data(served):
         r = call("GET", f"{api}/{path}", keys["auditor"])
         assert r.status_code == 404 and r.json()["error"].startswith("no "), (path, r.text)
 
+
+
+def test_the_data_pages_own_address_opens_it_at_the_root(served):
+    api, _, _, _ = served
+    site = api.removesuffix("/api/v1")
+    r = requests.get(f"{site}/data?lang=zh", allow_redirects=False, timeout=60)
+    assert r.status_code == 307 and r.headers["location"] == "/?lang=zh"
+    assert requests.get(f"{site}/compare", allow_redirects=False, timeout=60).status_code == 200
