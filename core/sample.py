@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from . import config
+from .store import connect
 
 import numpy as np
 
@@ -317,7 +317,6 @@ def generate(rows: int = 100_000, seed: int = 42, start: str = "2024-01-01", day
 
 def write_sample(out: str | Path, rows: int = 100_000, seed: int = 42) -> dict:
     """Generate the demo data and write it as CSV or Parquet (by extension)."""
-    import duckdb
 
     from .errors import RiskdeskError
 
@@ -328,7 +327,7 @@ def write_sample(out: str | Path, rows: int = 100_000, seed: int = 42) -> dict:
         raise RiskdeskError("--rows must be at least 100")
     frame = generate(rows, seed)
     out.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(config=config.duckdb_config())
+    con = connect()
     con.register("frame", frame)
     fmt = "(FORMAT parquet)" if out.suffix.lower() == ".parquet" else "(FORMAT csv, HEADER true)"
     con.execute(f"COPY frame TO '{str(out).replace(chr(39), chr(39) * 2)}' {fmt}")

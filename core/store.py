@@ -266,6 +266,17 @@ def _lower_priority(thread_ids: set[str]) -> None:
             pass
 
 
+def connect(database: str = ":memory:", home: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the workspace's settings (config.duckdb_config), its own
+    worker threads put below the threads that serve people and API requests. Every
+    connection of riskdesk is made here: the workspace's, and ingest's and the demo's
+    in-memory ones."""
+    started = _native_threads()
+    con = duckdb.connect(database, config=config.duckdb_config(home))
+    _lower_priority(_native_threads() - started)
+    return con
+
+
 def arrow_to_pandas(table):
     """An Arrow table as pandas with DuckDB's `.df()` types: DECIMAL and HUGEINT as float64,
     DATE as datetime64[us], integers and booleans holding NULLs as pandas' nullable types."""
@@ -309,9 +320,7 @@ class Store:
             (self.home / sub).mkdir(exist_ok=True)
         self.path = self.home / DB_FILE
         try:
-            started = _native_threads()
-            self._con = duckdb.connect(str(self.path), config=config.duckdb_config(self.home))
-            _lower_priority(_native_threads() - started)
+            self._con = connect(str(self.path), self.home)
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise WorkspaceBusy(

@@ -54,3 +54,20 @@ def test_duckdbs_own_threads_run_below_the_thread_that_opened_the_store(tmp_path
         assert store.df("SELECT count(*) AS n FROM range(100000)")["n"].tolist() == [100000]
     finally:
         store.close()
+
+
+def test_every_connection_puts_its_duckdb_threads_below_its_opener(monkeypatch):
+    import os
+    import threading
+
+    from core.store import connect
+    monkeypatch.setenv("RISKDESK_THREADS", "2")
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    before = set(os.listdir("/proc/self/task"))
+    con = connect()                     # ingest's and the demo's in-memory connections
+    try:
+        started = set(os.listdir("/proc/self/task")) - before - {str(t.native_id) for t in threading.enumerate()}
+        assert started and {os.getpriority(os.PRIO_PROCESS, int(tid)) for tid in started} == {min(19, mine + 5)}
+        assert con.sql("SELECT count(*) FROM range(1000)").fetchall() == [(1000,)]
+    finally:
+        con.close()

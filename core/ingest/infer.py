@@ -20,8 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .. import config
 from ..errors import RiskdeskError
+from ..store import connect
 from ..schema import ROLES, check_mapping, header_hints, normalise_header
 from .parse import (DEFAULT_TIME_ORIGIN, MAX_YEAR, MIN_YEAR, TIME_UNITS, YEAR_LAST_REGEX, ParseOptions, label_expr,
                     sql_literal, timestamp_expr)
@@ -203,9 +203,8 @@ def _run_stats(con, table: str, stats: dict[int, dict[str, str]]) -> dict[tuple[
 def profile_columns(info: SourceInfo, rows: int = PROFILE_ROWS) -> dict[str, Profile]:
     """Profiles of every column on the first `rows` rows: cheap stats for all columns in one
     query, then date, label and number-format stats for the columns that may need them."""
-    import duckdb
     profiles = {h: Profile(h, info.dtypes[i]) for i, h in enumerate(info.headers)}
-    con = duckdb.connect(config=config.duckdb_config())
+    con = connect()
     stage = Stage(con)
     try:
         relation, params = source_relation(stage, info, limit=rows, tmp_dir=info.path.parent)
@@ -377,9 +376,8 @@ def _unit_from_span(p: Profile) -> str:
 
 def _date_order_counts(info: SourceInfo, column: str) -> tuple[int, int, int]:
     """(day-first only, month-first only, year-last dates) over the whole column."""
-    import duckdb
     i = info.headers.index(column)
-    con = duckdb.connect(config=config.duckdb_config())
+    con = connect()
     stage = Stage(con)
     try:
         relation, params = source_relation(stage, info, tmp_dir=info.path.parent)

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from .. import config
 from ..errors import RiskdeskError
 from ..schema import NUMBER_ROLES, ROLES, TEXT_ROLES, VALUE_REQUIRED_ROLES
-from ..store import quote_ident
+from ..store import connect, quote_ident
 from .read import SourceInfo, Stage, col, newline_count_expr, source_relation, stage_source
 
 # Microseconds per unit of an offset time column.
@@ -271,12 +270,11 @@ def parse_sql(info: SourceInfo, mapping: dict[str, str], relation: str, options:
 def preview_mapping(info: SourceInfo, mapping: dict[str, str], rows: int = 20, options: ParseOptions | None = None):
     """The first rows: raw value and parsed value for each mapped role, plus the reject
     reason a row would get. Returns a pandas DataFrame."""
-    import duckdb
     mapping = {r: c for r, c in mapping.items() if c}
     for role, column in mapping.items():
         if column not in info.headers:
             raise RiskdeskError(f"{info.name} has no column {column!r} for role {role}")
-    con = duckdb.connect(config=config.duckdb_config())
+    con = connect()
     stage = Stage(con)
     try:
         table, _ = stage_source(stage, info, limit=max(rows, 1), tmp_dir=Path(info.path).parent)

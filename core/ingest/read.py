@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from .. import config
 from ..errors import RiskdeskError
-from ..store import quote_ident
+from ..store import connect, quote_ident
 
 MAX_COLUMNS = 2000
 MAX_LINE_BYTES = 2_000_000
@@ -352,7 +351,7 @@ def _inspect_csv(path: Path, name: str, encoding: str | None) -> SourceInfo:
 
 def _inspect_parquet(path: Path, name: str) -> SourceInfo:
     import duckdb
-    con = duckdb.connect(config=config.duckdb_config())
+    con = connect()
     try:
         desc = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()
         rows = con.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchone()[0]
@@ -587,8 +586,7 @@ def apply_line_breaks(stage: Stage, info: SourceInfo, table: str, row_col: str, 
 
 def sample_rows(info: SourceInfo, rows: int = 20):
     """The first rows of a file with its own headers (all values as text)."""
-    import duckdb
-    con = duckdb.connect(config=config.duckdb_config())
+    con = connect()
     stage = Stage(con)
     try:
         table, _ = stage_source(stage, info, limit=rows, tmp_dir=Path(info.path).parent)
