@@ -138,24 +138,35 @@ class Precomputed:
         if not self.columns and not self.tables:
             yield None
             return
+        reader = cur.cursor() if self.rows is None else None     # the next slice's rows, read meanwhile
         try:
-            for first, end, since, until in self.slices:
-                rows = self.rows if self.rows is not None else self._slice(cur, first, end, since, until)
-                for name, column in self.columns.items():
-                    rows = rows.append_column(name, column.slice(first, end - first))
-                for table in self.tables:       # a temporary table's row ids are its rows' positions
-                    part = cur.sql(f"SELECT * FROM {table} WHERE rowid >= {int(first)} AND rowid < {int(end)}").to_arrow_table()
-                    for name in part.column_names:
-                        rows = rows.append_column(name, part.column(name))
-                view = f"_kern_{uuid.uuid4().hex[:12]}"
-                cur.register(view, rows)
-                try:
-                    yield view
-                finally:
-                    cur.unregister(view)
+            with ThreadPoolExecutor(1) as ahead:
+                pending = ahead.submit(self._slice, reader, *self.slices[0]) if reader else None
+                for k, (first, end, _, _) in enumerate(self.slices):
+                    rows = self.rows if reader is None else pending.result()
+                    if reader is not None and k + 1 < len(self.slices):
+                        pending = ahead.submit(self._slice, reader, *self.slices[k + 1])
+                    yield from self._with_results(cur, rows, first, end)
         finally:
+            if reader is not None:
+                reader.close()
             for table in self.tables:
                 cur.execute(f"DROP TABLE IF EXISTS {table}")
+
+    def _with_results(self, cur, rows, first: int, end: int) -> Iterator[str]:
+        """The rows of one time slice with the computed columns, as a registered view."""
+        for name, column in self.columns.items():
+            rows = rows.append_column(name, column.slice(first, end - first))
+        for table in self.tables:       # a temporary table's row ids are its rows' positions
+            part = cur.sql(f"SELECT * FROM {table} WHERE rowid >= {int(first)} AND rowid < {int(end)}").to_arrow_table()
+            for name in part.column_names:
+                rows = rows.append_column(name, part.column(name))
+        view = f"_kern_{uuid.uuid4().hex[:12]}"
+        cur.register(view, rows)
+        try:
+            yield view
+        finally:
+            cur.unregister(view)
 
     def _slice(self, cur, first: int, end: int, since, until):
         bounds = "timestamp >= ?" + (" AND timestamp < ?" if until is not None else "")
@@ -224,15 +235,22 @@ def _compute_keys(cur, result: Precomputed, d: Definition, keys: list[_Key], typ
     # each sub-partition expression's column in the fetched rows: a column as it is, else computed
     expressions = dict.fromkeys(c.sub for k in keys for c in k.calls if c.sub)
     subs = {e: e if e in types else f"_s{j}" for j, e in enumerate(expressions)}
-    wanted = "*" if whole else ", ".join(quote_ident(c) for c in sorted(
+    # text columns read as codes are numbered by DuckDB, in parallel (pyarrow's dictionary
+    # encoding takes 2.5 s of one core per 10M rows)
+    coded = sorted(c for c in {k.role for k in keys} | {c.arg for k in keys for c in k.calls if c.distinct}
+                   | {e for e, c in subs.items() if e == c} if types.get(c) == "VARCHAR")
+    wanted = "_r.*" if whole else ", ".join(quote_ident(c) for c in sorted(
         {"timestamp"} | {k.role for k in keys} | {c.arg for k in keys for c in k.calls if c.arg != "*"}
-        | {e for e, c in subs.items() if e == c}))
+        | {e for e, c in subs.items() if e == c}) if c not in coded)
     extra = f", epoch_us(timestamp) AS _ts{''.join(f', {e} AS {c}' for e, c in subs.items() if e != c)}"
+    numbered = "".join(f" LEFT JOIN (SELECT _v{j}, CAST(row_number() OVER () - 1 AS INTEGER) AS _code{j} FROM "
+                       f"(SELECT DISTINCT {quote_ident(c)} AS _v{j} FROM {result.relation} WHERE {quote_ident(c)} "
+                       f"IS NOT NULL)) ON _v{j} = _r.{quote_ident(c)}" for j, c in enumerate(coded))
     with ThreadPoolExecutor(threads()) as pool:
         pool.submit(_warm_up)              # numba loads its cached machine code while DuckDB sorts
-        fetched = cur.sql(f"SELECT {wanted}{extra} FROM {result.relation} "
-                          f"ORDER BY timestamp, transaction_id").to_arrow_table()
-        encode = _Codes(fetched)
+        fetched = cur.sql(f"SELECT {wanted}{extra}{''.join(f', _code{j}' for j in range(len(coded)))} "
+                          f"FROM {result.relation} _r{numbered} ORDER BY _r.timestamp, _r.transaction_id").to_arrow_table()
+        encode = _Codes(fetched, {c: f"_code{j}" for j, c in enumerate(coded)})
         # each key's ranged and sequence calls are separate tasks (the kernels release the GIL)
         parts = [(k, [c for c in k.calls if bool(c.window) == ranged]) for k in keys for ranged in (True, False)]
         parts = [(k, part) for k, part in parts if part]
@@ -294,8 +312,10 @@ def _sort(fetched, key: _Key, encode: "_Codes") -> tuple:
     """The order that sorts `fetched` (rows in time order) by the key, stably, NULLs last; where
     each partition starts in it (and the end); the timestamps in that order."""
     import numpy as np
-    partition, _ = encode(key.role, null=False)
-    order = np.argsort(np.where(partition < 0, np.iinfo(np.int64).max, partition), kind="stable")
+
+    from . import kernels
+    partition, size = encode(key.role, null=False)
+    order = kernels.stable_order(partition, size)
     ordered = partition[order]
     boundary = ordered[1:] != ordered[:-1]
     if key.nulls_alone:
@@ -388,17 +408,23 @@ def _compute(fetched, calls: list[_Call], d: Definition, subs: dict[str, str], s
 
 class _Codes:
     """Integer codes of the fetched rows' columns: NULL is -1, or (null=True) a code of its
-    own. Each column is encoded once per build, kept as 32-bit integers: the keys share
-    columns (the customer is a key, and the counterparty's and the device's distinct count),
-    and a text column's encoding costs about a second per 10M rows."""
+    own. A column in `coded` was numbered by the query (0, 1, ... per distinct value, NULL
+    for NULL); others are encoded here. Each column is encoded once per build, kept as 32-bit
+    integers: the keys share columns (the customer is a key, and the counterparty's and the
+    device's distinct count)."""
 
-    def __init__(self, fetched):
-        self.fetched = fetched
+    def __init__(self, fetched, coded: dict[str, str]):
+        self.fetched, self.coded = fetched, coded
         self.found: dict[str, tuple] = {}
 
     def __call__(self, column: str, null: bool) -> tuple:
         import numpy as np
-        if column not in self.found:
+        import pyarrow.compute as pc
+        if column in self.coded and column not in self.found:
+            numbers = self.fetched.column(self.coded[column]).combine_chunks()
+            top = pc.max(numbers).as_py()
+            self.found[column] = (_filled(numbers, -1).astype(np.int32), 0 if top is None else top + 1)
+        elif column not in self.found:
             encoded = self.fetched.column(column).combine_chunks().dictionary_encode()
             self.found[column] = (_filled(encoded.indices, -1).astype(np.int32), len(encoded.dictionary))
         codes, size = self.found[column]

@@ -105,11 +105,12 @@ def value_stats(lo, hi, x, valid, want_top, want_std):
                     s += btotal[k]
                     if btop[k] > mx or btop[k] != btop[k]:
                         mx = btop[k]
-                    both = c + nk
-                    delta = bmean[k] - mean
-                    mean += delta * nk / both
-                    m2 += bm2[k] + delta * delta * c * nk / both
-                    c = both
+                    if want_std:
+                        both = c + nk
+                        delta = bmean[k] - mean
+                        mean += delta * nk / both
+                        m2 += bm2[k] + delta * delta * c * nk / both
+                    c += nk
                 j += BLOCK
                 continue
             if valid[j]:
@@ -118,9 +119,10 @@ def value_stats(lo, hi, x, valid, want_top, want_std):
                 s += v
                 if v > mx or v != v:
                     mx = v
-                delta = v - mean
-                mean += delta / c
-                m2 += delta * (v - mean)
+                if want_std:
+                    delta = v - mean
+                    mean += delta / c
+                    m2 += delta * (v - mean)
             j += 1
         count[i] = c
         total[i] = s
@@ -164,6 +166,26 @@ def distinct_counts(starts, lo, hi, codes, n_codes):
                 tally[c] -= 1
             a += 1
     return out
+
+
+@njit(cache=True, nogil=True)
+def stable_order(codes, n_codes):
+    """The stable order that sorts codes (0..n_codes-1, -1 for NULL last): a counting sort,
+    linear where numpy's stable argsort of 10M rows takes a second."""
+    n = codes.shape[0]
+    slot = np.zeros(n_codes + 2, np.int64)
+    for i in range(n):
+        c = codes[i]
+        slot[(c if c >= 0 else n_codes) + 1] += 1
+    for k in range(1, n_codes + 2):
+        slot[k] += slot[k - 1]
+    order = np.empty(n, np.int64)
+    for i in range(n):
+        c = codes[i]
+        k = c if c >= 0 else n_codes
+        order[slot[k]] = i
+        slot[k] += 1
+    return order
 
 
 @njit(cache=True, nogil=True)

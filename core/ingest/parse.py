@@ -228,23 +228,32 @@ def parse_sql(info: SourceInfo, mapping: dict[str, str], relation: str, options:
     index = {h: i for i, h in enumerate(info.headers)}
     inner = ["_row"] + (["_nl"] if with_nl else [])
     checks = []   # (condition on inner columns, reason, role), in order of precedence
+    raw = {}      # each role's raw text, as an expression on inner columns
     for role in ROLES:
         if role not in mapping:
             continue
         i = index[mapping[role]]
         column, dtype = col(i), info.dtypes[i]
         inner.append(f"{role_expr(role, column, dtype, options)} AS r_{role}")
+        typed = _never_empty_text(dtype)
         if role in TEXT_ROLES and dtype == "VARCHAR":
             inner.append(f"r_{role} AS raw_{role}")  # the parsed text is the raw text
-        elif role in VALUE_REQUIRED_ROLES or role in NUMBER_ROLES or role in ("timestamp", "label"):
+        elif typed:
+            # A number or a time is never empty text or a formula: its text is made only for
+            # the rows that show it (casting every value costs seconds per 10M rows).
+            inner.append(f"{column} AS n_{role}")
+        else:
             inner.append(f"{text_expr(column, 'VARCHAR' if dtype == 'VARCHAR' else 'ANY')} AS raw_{role}")
+        raw[role] = text_expr(f"n_{role}", "ANY") if typed else f"raw_{role}"
+        present = f"n_{role} IS NOT NULL" if typed else f"raw_{role} IS NOT NULL"
         if role in VALUE_REQUIRED_ROLES:
-            checks.append((f"raw_{role} IS NULL", "missing_value", role))
+            checks.append((f"NOT {present}", "missing_value", role))
         if role in NUMBER_ROLES or role in ("timestamp", "label"):
             bad = "not_a_number" if role in NUMBER_ROLES else (
                 "not_a_timestamp" if role == "timestamp" else "not_a_label")
-            checks.append((f"raw_{role} IS NOT NULL AND r_{role} IS NULL AND raw_{role} LIKE '=%'", "formula", role))
-            checks.append((f"raw_{role} IS NOT NULL AND r_{role} IS NULL", bad, role))
+            if not typed:
+                checks.append((f"{present} AND r_{role} IS NULL AND raw_{role} LIKE '=%'", "formula", role))
+            checks.append((f"{present} AND r_{role} IS NULL", bad, role))
         if role == "timestamp":
             checks.append((f"NOT (year(r_timestamp) BETWEEN {MIN_YEAR} AND {MAX_YEAR})",
                            "timestamp_out_of_range", role))
@@ -263,8 +272,14 @@ def parse_sql(info: SourceInfo, mapping: dict[str, str], relation: str, options:
     outer += (["_nl"] if with_nl else []) + ([col(i) for i in range(len(info.headers))] if keep_raw else [])
     outer.append("CASE " + " ".join(f"WHEN {c} THEN '{r}'" for c, r, _ in checks) + " END AS _reason")
     outer.append("CASE " + " ".join(f"WHEN {c} THEN '{ro}'" for c, _, ro in checks) + " END AS _reason_role")
-    outer.append("CASE " + " ".join(f"WHEN {c} THEN raw_{ro}" for c, _, ro in checks) + " END AS _raw_value")
+    outer.append("CASE " + " ".join(f"WHEN {c} THEN {raw[ro]}" for c, _, ro in checks) + " END AS _raw_value")
     return f"SELECT {', '.join(outer)} FROM (SELECT {', '.join(inner)} FROM {relation})"
+
+
+def _never_empty_text(dtype: str) -> bool:
+    """Whether every value of this type is non-empty text that cannot start with '='."""
+    d = dtype.upper()
+    return is_numeric_type(d) or d.startswith(("TIMESTAMP", "DATE", "TIME", "BOOLEAN"))
 
 
 def preview_mapping(info: SourceInfo, mapping: dict[str, str], rows: int = 20, options: ParseOptions | None = None):
