@@ -103,3 +103,12 @@ def test_kernels_equal_the_sql_on_generated_rows(rows):
     frame = pd.DataFrame([{**r, "trans_id": f"T{n:03d}"} for n, r in enumerate(rows)])
     compare(frame, FeatureConfig(windows=("1h", "24h", "30d"), entity_windows=("1d", "7d"), risk_windows=(7,),
                                  delay_days=7))
+
+
+@settings(deadline=None)          # the first call loads the compiled loops
+@given(st.lists(st.integers(-1, 6), max_size=60))
+def test_stable_order_is_numpys_stable_argsort_with_nulls_last(codes):
+    from core.features import kernels
+    codes = np.array(codes, dtype=np.int64)
+    expected = np.argsort(np.where(codes < 0, 99, codes), kind="stable")
+    assert kernels.stable_order(codes, 7).tolist() == expected.tolist()

@@ -203,3 +203,22 @@ def test_late_odd_values_after_a_clean_start(store, tmp_path):
     assert got == [("L1", 6002, 1234.5, "2024-02-01 10:00:00"), ("L3", 6005, 7.0, "2024-02-01 12:00:00"),
                    ("L5", 6007, 9.0, "2024-02-01 13:00:00"), ("L6", 6008, 10.0, "2024-02-01 14:00:00")]
     assert store.rows(f"SELECT source_row FROM {ds['table']} WHERE transaction_id = 'T5999'") == [(6001,)]
+
+
+def test_typed_values_are_rejected_with_their_text(store, tmp_path):
+    """Typed columns (Parquet numbers and times) are never empty text or formulas: their text
+    is made only for the rows rejected, and says what the value was."""
+    import numpy as np
+    import pandas as pd
+    frame = pd.DataFrame({"trans_id": ["T1", "T2", "T3", "T4", "T5"], "user_id": [7, 7, None, 8, 8],
+                          "trans_time": pd.to_datetime(["2024-01-05 10:00", "1850-01-01 00:00", "2024-01-07 00:00",
+                                                        None, "2024-01-08 00:00"]),
+                          "amount": [1.5, 2.0, 3.0, 4.0, np.inf], "label": [0, 1, 0, 1, 2]})
+    frame.to_parquet(tmp_path / "typed.parquet")
+    result = load(store, tmp_path / "typed.parquet", "typed")
+    assert (result["rows_loaded"], result["rows_rejected"]) == (1, 4)
+    rej = rejects_frame(store, result["dataset_id"])
+    assert list(zip(rej["source_row"], rej["reason"], rej["role"], rej["raw_value"].fillna("-"))) == [
+        (2, "timestamp_out_of_range", "timestamp", "1850-01-01 00:00:00"), (3, "missing_value", "customer_id", "-"),
+        (4, "missing_value", "timestamp", "-"), (5, "not_a_number", "amount", "inf")]
+    assert store.rows(f"SELECT customer_id, label FROM {get_dataset(store, 'typed')['table']}") == [("7", 0)]
