@@ -237,11 +237,11 @@ def _compute_keys(cur, result: Precomputed, d: Definition, keys: list[_Key], typ
     subs = {e: e if e in types else f"_s{j}" for j, e in enumerate(expressions)}
     # text columns read as codes are numbered by DuckDB, in parallel (pyarrow's dictionary
     # encoding takes 2.5 s of one core per 10M rows)
-    coded = sorted(c for c in {k.role for k in keys} | {c.arg for k in keys for c in k.calls if c.distinct}
-                   | {e for e, c in subs.items() if e == c} if types.get(c) == "VARCHAR")
-    wanted = "_r.*" if whole else ", ".join(quote_ident(c) for c in sorted(
-        {"timestamp"} | {k.role for k in keys} | {c.arg for k in keys for c in k.calls if c.arg != "*"}
-        | {e for e, c in subs.items() if e == c}) if c not in coded)
+    roles, columns = {k.role for k in keys}, {e for e, c in subs.items() if e == c}
+    distinct = {c.arg for k in keys for c in k.calls if c.distinct}
+    coded = sorted(c for c in roles | distinct | columns if types.get(c) == "VARCHAR")
+    read = {"timestamp"} | roles | columns | {c.arg for k in keys for c in k.calls if c.arg != "*"}
+    wanted = "_r.*" if whole else ", ".join(quote_ident(c) for c in sorted(read) if c not in coded)
     extra = f", epoch_us(timestamp) AS _ts{''.join(f', {e} AS {c}' for e, c in subs.items() if e != c)}"
     numbered = "".join(f" LEFT JOIN (SELECT _v{j}, CAST(row_number() OVER () - 1 AS INTEGER) AS _code{j} FROM "
                        f"(SELECT DISTINCT {quote_ident(c)} AS _v{j} FROM {result.relation} WHERE {quote_ident(c)} "
@@ -418,16 +418,21 @@ class _Codes:
 
     def __call__(self, column: str, null: bool) -> tuple:
         import numpy as np
-        import pyarrow.compute as pc
-        if column in self.coded and column not in self.found:
-            numbers = self.fetched.column(self.coded[column]).combine_chunks()
-            top = pc.max(numbers).as_py()
-            self.found[column] = (_filled(numbers, -1).astype(np.int32), 0 if top is None else top + 1)
-        elif column not in self.found:
-            encoded = self.fetched.column(column).combine_chunks().dictionary_encode()
-            self.found[column] = (_filled(encoded.indices, -1).astype(np.int32), len(encoded.dictionary))
+        if column not in self.found:
+            self.found[column] = self._encode(column)
         codes, size = self.found[column]
         return (np.where(codes < 0, size, codes) if null else codes).astype(np.int64), size + 1
+
+    def _encode(self, column: str) -> tuple:
+        """The column's codes (NULL -1, as 32-bit integers) and how many values it has."""
+        import numpy as np
+        import pyarrow.compute as pc
+        if column in self.coded:
+            numbers = self.fetched.column(self.coded[column]).combine_chunks()
+            top = pc.max(numbers).as_py()
+            return _filled(numbers, -1).astype(np.int32), 0 if top is None else top + 1
+        encoded = self.fetched.column(column).combine_chunks().dictionary_encode()
+        return _filled(encoded.indices, -1).astype(np.int32), len(encoded.dictionary)
 
 
 def _arrow(values, mask=None):
