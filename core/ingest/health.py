@@ -112,8 +112,9 @@ def _extras_health(cur, table: str, mapping: dict, extras: list[dict], rows: int
     def aggregates(e: dict) -> str:
         c = e["column"]
         integral = f"bool_and({c} = floor({c}))" if e["type"] == "DOUBLE" else "NULL"
-        return (f"approx_count_distinct({c}), count({c}), "
-                f"count(CASE WHEN contains(CAST({c} AS VARCHAR), '@') THEN 1 END), {integral}, "
+        # only text can hold e-mail addresses (a number's text costs a cast per row)
+        emails = f"count(CASE WHEN contains({c}, '@') THEN 1 END)" if e["type"] == "VARCHAR" else "0"
+        return (f"approx_count_distinct({c}), count({c}), {emails}, {integral}, "
                 f"CAST(any_value({c}) AS VARCHAR)")
 
     # one scan of the table for every extra column, however wide the file
