@@ -128,14 +128,13 @@ class Precomputed:
     relation: str = ""
     rows: Any = None                # every row, when it was fetched whole (an Arrow table)
     columns: dict = field(default_factory=dict)         # name -> Arrow array, rows in time order
-    tables: list[str] = field(default_factory=list)     # temporary tables of more columns, rows in time order
     slices: list[tuple] = field(default_factory=list)   # (first, end, from time, to time) of the time order
 
     def sources(self, cur) -> Iterator[str | None]:
         """Relations (registered views, one at a time) whose rows, in (timestamp,
         transaction_id) order, are every row of the table with the computed columns; one None
         when nothing was computed (read the table's rows)."""
-        if not self.columns and not self.tables:
+        if not self.columns:
             yield None
             return
         reader = cur.cursor() if self.rows is None else None     # the next slice's rows, read meanwhile
@@ -150,17 +149,11 @@ class Precomputed:
         finally:
             if reader is not None:
                 reader.close()
-            for table in self.tables:
-                cur.execute(f"DROP TABLE IF EXISTS {table}")
 
     def _with_results(self, cur, rows, first: int, end: int) -> Iterator[str]:
         """The rows of one time slice with the computed columns, as a registered view."""
         for name, column in self.columns.items():
             rows = rows.append_column(name, column.slice(first, end - first))
-        for table in self.tables:       # a temporary table's row ids are its rows' positions
-            part = cur.sql(f"SELECT * FROM {table} WHERE rowid >= {int(first)} AND rowid < {int(end)}").to_arrow_table()
-            for name in part.column_names:
-                rows = rows.append_column(name, part.column(name))
         view = f"_kern_{uuid.uuid4().hex[:12]}"
         cur.register(view, rows)
         try:
@@ -207,7 +200,7 @@ def precompute(cur, relation: str, d: Definition) -> Precomputed:
         planner.rewrite(f.sql)
     rows = cur.execute(f"SELECT count(*) FROM {relation}").fetchall()[0][0]
     result_bytes = sum(4 if c.fn in _COUNTS else 8 for c in planner.columns.values())
-    if not planner.columns or rows * (BYTES_PER_ROW + result_bytes) > memory_limit():
+    if not planner.columns or rows * (BYTES_PER_ROW + result_bytes) > memory_limit() or rows >= 2 ** 31:
         return Precomputed(d)
     calls = [c for c in planner.columns.values() if c.window]
     described = dict(cur.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT "
@@ -230,8 +223,8 @@ def precompute(cur, relation: str, d: Definition) -> Precomputed:
 def _compute_keys(cur, result: Precomputed, d: Definition, keys: list[_Key], types: dict[str, str],
                   whole: bool) -> None:
     """Fetch the rows in time order (every column when `whole`, else the ones the calls read),
-    compute every key's calls, and keep the results: in memory when whole, else in temporary
-    tables, with the time slices to read the rest of each row by."""
+    compute every key's calls and keep the results (in memory: precompute counted them against
+    the memory cap); when not whole, with the time slices to read the rest of each row by."""
     # each sub-partition expression's column in the fetched rows: a column as it is, else computed
     expressions = dict.fromkeys(c.sub for k in keys for c in k.calls if c.sub)
     subs = {e: e if e in types else f"_s{j}" for j, e in enumerate(expressions)}
@@ -265,24 +258,12 @@ def _compute_keys(cur, result: Precomputed, d: Definition, keys: list[_Key], typ
                     sort = sorting.result()
                     sorting = ahead.submit(_sort, fetched, keys[j + 1], encode) if j + 1 < len(keys) else None
                     for _, calls in (p for p in parts if p[0] is key):
-                        result.tables.append(_temporary_table(cur, _compute(fetched, calls, d, subs, sort, encode, pool)))
+                        result.columns.update(_compute(fetched, calls, d, subs, sort, encode, pool))
                     del sort
     if whole:
         result.rows, result.slices = fetched, [(0, fetched.num_rows, None, None)]
     else:
         result.slices = _time_slices(fetched.column("_ts").to_numpy(), fetched.column("timestamp"))
-
-
-def _temporary_table(cur, columns: dict) -> str:
-    """The columns in a new temporary table (DuckDB spills what its cap cannot hold)."""
-    import pyarrow as pa
-    name = f"_kern_{uuid.uuid4().hex[:12]}"
-    cur.register("_kern_part", pa.table(columns))
-    try:
-        cur.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM _kern_part")
-    finally:
-        cur.unregister("_kern_part")
-    return name
 
 
 def _time_slices(ts, timestamps) -> list[tuple]:
@@ -299,8 +280,7 @@ def _warm_up() -> None:
     import numpy as np
 
     from . import kernels
-    empty = np.zeros(0, np.int64)
-    kernels.sequence_ranks(np.zeros(1, np.int64), empty, 1)
+    kernels.sequence_ranks(np.zeros(1, np.int64), np.zeros(0, np.int32), 1)
 
 
 def _plain(c: _Call) -> str:
@@ -316,12 +296,12 @@ def _sort(fetched, key: _Key, encode: "_Codes") -> tuple:
     from . import kernels
     partition, size = encode(key.role, null=False)
     order = kernels.stable_order(partition, size)
-    ordered = partition[order]
+    ordered = _gather(partition, order)
     boundary = ordered[1:] != ordered[:-1]
     if key.nulls_alone:
         boundary |= ordered[1:] < 0
     starts = np.concatenate([[0], np.flatnonzero(boundary) + 1, [len(order)]]).astype(np.int64)
-    return order, starts, np.ascontiguousarray(fetched.column("_ts").to_numpy()[order])
+    return order, starts, _gather(fetched.column("_ts").to_numpy(), order)
 
 
 def _compute(fetched, calls: list[_Call], d: Definition, subs: dict[str, str], sort: tuple, encode: "_Codes",
@@ -342,23 +322,20 @@ def _compute(fetched, calls: list[_Call], d: Definition, subs: dict[str, str], s
     def in_key_order(column: str, null: bool) -> tuple:
         if (column, null) not in codes:
             found, size = encode(column, null)
-            codes[column, null] = (np.ascontiguousarray(found[order]), size)
+            codes[column, null] = (_gather(found, order), size)
         return codes[column, null]
 
     def in_key_order_values(column: str) -> tuple:
         if column not in values:
             x, valid = _values(fetched.column(column))
-            values[column] = (np.ascontiguousarray(x[order]), np.ascontiguousarray(valid[order]))
+            values[column] = (_gather(x, order), _gather(valid, order))
         return values[column]
 
     def back(c: _Call, result, mask=None) -> None:      # to the fetched (time) order, as Arrow
         # a count never exceeds the rows: 32 bits, cast as the values are put back
-        unordered = np.empty(n, np.int32 if c.fn in _COUNTS and n < 2 ** 31 else result.dtype)
-        unordered[order] = result
+        unordered = kernels.scatter(order, result, np.empty(n, np.int32 if c.fn in _COUNTS else result.dtype))
         if mask is not None:
-            unmasked = np.empty_like(mask)
-            unmasked[order] = mask
-            mask = unmasked
+            mask = kernels.scatter(order, mask, np.empty_like(mask))
         array = _arrow(unordered, mask)
         out[c.column] = array.cast(pa.timestamp("us")) if c.fn == "lag" else array
 
@@ -368,13 +345,13 @@ def _compute(fetched, calls: list[_Call], d: Definition, subs: dict[str, str], s
 
     def run(window: str, sub: str | None, group: list[_Call]) -> None:
         if not window:
-            sub_codes = (np.zeros(n, np.int64), 1) if sub is None else in_key_order(subs[sub], null=True)
+            sub_codes = (np.zeros(n, np.int32), 1) if sub is None else in_key_order(subs[sub], null=True)
             codes.pop((subs.get(sub), True), None)
             rank, previous = kernels.sequence_ranks(starts, *sub_codes)
             del sub_codes
             for c in group:
                 if c.fn == "lag":
-                    back(c, ts[np.maximum(previous, 0)], previous < 0)
+                    back(c, _gather(ts, np.maximum(previous, 0)), previous < 0)
                 else:
                     back(c, rank + (c.fn == "row_number"))
             return
@@ -421,7 +398,7 @@ class _Codes:
         if column not in self.found:
             self.found[column] = self._encode(column)
         codes, size = self.found[column]
-        return (np.where(codes < 0, size, codes) if null else codes).astype(np.int64), size + 1
+        return (np.where(codes < 0, size, codes) if null else codes).astype(np.int32, copy=False), size + 1
 
     def _encode(self, column: str) -> tuple:
         """The column's codes (NULL -1, as 32-bit integers) and how many values it has."""
@@ -430,9 +407,17 @@ class _Codes:
         if column in self.coded:
             numbers = self.fetched.column(self.coded[column]).combine_chunks()
             top = pc.max(numbers).as_py()
-            return _filled(numbers, -1).astype(np.int32), 0 if top is None else top + 1
+            return _filled(numbers, -1).astype(np.int32, copy=False), 0 if top is None else top + 1
         encoded = self.fetched.column(column).combine_chunks().dictionary_encode()
-        return _filled(encoded.indices, -1).astype(np.int32), len(encoded.dictionary)
+        return _filled(encoded.indices, -1).astype(np.int32, copy=False), len(encoded.dictionary)
+
+
+def _gather(values, order):
+    """values[order] as a new contiguous array (compiled: order is 32-bit)."""
+    import numpy as np
+
+    from . import kernels
+    return kernels.gather(values, order, np.empty(len(order), values.dtype))
 
 
 def _arrow(values, mask=None):

@@ -15,7 +15,8 @@ frame `(t - back, t - end]` is found by two pointers that only move forward, the
 `sequence_ranks` gives the sequence functions (row_number, earlier rows, the previous row) in
 one pass per sub-partition. The loops know nothing of SQL: core.features.columnar decides
 what to compute and puts the results back in time order. Arrays only, no Python objects;
-`nogil`, so two of them can run at once.
+`nogil`, so two of them can run at once. Positions, counts and codes are 32-bit (a build
+holds fewer than 2**31 rows: columnar checks), half the memory of 64-bit ones.
 """
 from __future__ import annotations
 
@@ -31,8 +32,8 @@ def frame_bounds(starts, ts, back, end, exclude_peers):
     ts) holding the rows with ts in (t - back, t - end]; with end 0 and exclude_peers, the
     rows with ts in (t - back, t)."""
     n = ts.shape[0]
-    lo = np.empty(n, np.int64)
-    hi = np.empty(n, np.int64)
+    lo = np.empty(n, np.int32)
+    hi = np.empty(n, np.int32)
     for p in range(starts.shape[0] - 1):
         s, e = starts[p], starts[p + 1]
         a = s
@@ -85,7 +86,7 @@ def value_stats(lo, hi, x, valid, want_top, want_std):
     undefined; the caller makes those NULL)."""
     n = lo.shape[0]
     bcount, btotal, btop, bmean, bm2 = _blocks(x, valid)
-    count = np.zeros(n, np.int64)
+    count = np.zeros(n, np.int32)
     total = np.zeros(n)
     top = np.full(n if want_top else 0, -np.inf)
     std = np.full(n if want_std else 0, np.nan)
@@ -137,8 +138,8 @@ def value_stats(lo, hi, x, valid, want_top, want_std):
 def distinct_counts(starts, lo, hi, codes, n_codes):
     """Per frame: how many distinct codes (>= 0; -1 is NULL) it holds."""
     n = lo.shape[0]
-    tally = np.zeros(n_codes + 1, np.int64)
-    out = np.zeros(n, np.int64)
+    tally = np.zeros(n_codes + 1, np.int32)
+    out = np.zeros(n, np.int32)
     for p in range(starts.shape[0] - 1):
         s, e = starts[p], starts[p + 1]
         a = s
@@ -173,13 +174,13 @@ def stable_order(codes, n_codes):
     """The stable order that sorts codes (0..n_codes-1, -1 for NULL last): a counting sort,
     linear where numpy's stable argsort of 10M rows takes a second."""
     n = codes.shape[0]
-    slot = np.zeros(n_codes + 2, np.int64)
+    slot = np.zeros(n_codes + 2, np.int32)
     for i in range(n):
         c = codes[i]
         slot[(c if c >= 0 else n_codes) + 1] += 1
     for k in range(1, n_codes + 2):
         slot[k] += slot[k - 1]
-    order = np.empty(n, np.int64)
+    order = np.empty(n, np.int32)
     for i in range(n):
         c = codes[i]
         k = c if c >= 0 else n_codes
@@ -194,11 +195,11 @@ def sequence_ranks(starts, codes, n_codes):
     how many earlier rows of its partition share its code, and the index of the latest one
     (-1 when none)."""
     n = codes.shape[0]
-    rank = np.empty(n, np.int64)
-    previous = np.empty(n, np.int64)
+    rank = np.empty(n, np.int32)
+    previous = np.empty(n, np.int32)
     owner = np.full(n_codes, -1, np.int64)          # the partition a code's tally belongs to
-    tally = np.zeros(n_codes, np.int64)
-    latest = np.zeros(n_codes, np.int64)
+    tally = np.zeros(n_codes, np.int32)
+    latest = np.zeros(n_codes, np.int32)
     for p in range(starts.shape[0] - 1):
         for i in range(starts[p], starts[p + 1]):
             c = codes[i]
@@ -211,3 +212,19 @@ def sequence_ranks(starts, codes, n_codes):
             tally[c] += 1
             latest[c] = i
     return rank, previous
+
+
+@njit(cache=True, nogil=True)
+def gather(values, order, out):
+    """out[i] = values[order[i]]: numpy's fancy indexing first copies 32-bit positions to 64 bits."""
+    for i in range(order.shape[0]):
+        out[i] = values[order[i]]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def scatter(order, values, out):
+    """out[order[i]] = values[i] (casting to out's type): results back to time order."""
+    for i in range(order.shape[0]):
+        out[order[i]] = values[i]
+    return out
