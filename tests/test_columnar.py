@@ -81,6 +81,19 @@ def test_long_frames_null_amounts_ties_and_time_slices(monkeypatch):
     assert compare(frame, FeatureConfig()) == 0
 
 
+def test_counts_past_16_bits():
+    """Counts are kept in 16 bits where they fit: one customer's 40,000 transactions in a few
+    minutes need 32."""
+    n = 40_000
+    frame = pd.DataFrame({
+        "trans_id": [f"T{i:05d}" for i in range(n)], "user_id": "A",
+        "trans_time": (pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n) % 7 * 60, unit="s")).astype(str),
+        "amount": 1.0, "pre_balance": 100.0, "post_balance": 99.0, "channel": "app", "trans_type": "transfer",
+        "device_id": "D1", "counterparty": "M1", "label": 0,
+    })
+    assert compare(frame, FeatureConfig(windows=("1h",), entity_windows=("1d",), risk_windows=(7,))) > 5
+
+
 def test_a_window_the_kernels_do_not_know_stays_in_duckdb(monkeypatch):
     d = Definition()
     win = d.range_window("w_1h", "customer_id", 3600)
