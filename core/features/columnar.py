@@ -263,7 +263,7 @@ def _compute_keys(cur, result: Precomputed, d: Definition, keys: list[_Key], typ
     if whole:
         result.rows, result.slices = fetched, [(0, fetched.num_rows, None, None)]
     else:
-        result.slices = _time_slices(fetched.column("_ts").to_numpy(), fetched.column("timestamp"))
+        result.slices = _time_slices(_filled(fetched.column("_ts").combine_chunks(), 0), fetched.column("timestamp"))
 
 
 def _time_slices(ts, timestamps) -> list[tuple]:
@@ -277,10 +277,28 @@ def _time_slices(ts, timestamps) -> list[tuple]:
 
 
 def _warm_up() -> None:
+    """Load the cached machine code of every signature a build calls (loading one takes 30-50
+    ms and holds the GIL), while DuckDB sorts the rows."""
     import numpy as np
 
     from . import kernels
-    kernels.sequence_ranks(np.zeros(1, np.int64), np.zeros(0, np.int32), 1)
+    starts, ts, one, zero = np.array([0, 1]), np.zeros(1, np.int64), np.ones(1, np.int32), np.zeros(1, np.int32)
+    x, valid = np.zeros(1), np.ones(1, np.bool_)
+    frozen = zero.copy()
+    frozen.flags.writeable = False          # arrays straight from Arrow are read-only
+    kernels.frame_bounds(starts, ts, 1, 0, True)
+    kernels.value_stats(zero, one, x, valid, True, True)
+    kernels.distinct_counts(starts, zero, one, zero, 1)
+    kernels.sequence_ranks(starts, zero, 1)
+    for codes in (zero, frozen):
+        kernels.stable_order(codes, 1)
+        kernels.gather(codes, zero, np.empty(1, np.int32))
+    frozen_x = x.copy()
+    frozen_x.flags.writeable = False
+    for values in (ts, x, frozen_x, valid):
+        kernels.gather(values, zero, np.empty(1, values.dtype))
+    for values, kind in ((ts, np.int64), (zero, np.int16), (zero, np.int32), (valid, np.bool_), (x, np.float64)):
+        kernels.scatter(zero, values, np.empty(1, kind))
 
 
 def _plain(c: _Call) -> str:
@@ -301,7 +319,7 @@ def _sort(fetched, key: _Key, encode: "_Codes") -> tuple:
     if key.nulls_alone:
         boundary |= ordered[1:] < 0
     starts = np.concatenate([[0], np.flatnonzero(boundary) + 1, [len(order)]]).astype(np.int64)
-    return order, starts, _gather(fetched.column("_ts").to_numpy(), order)
+    return order, starts, _gather(_filled(fetched.column("_ts").combine_chunks(), 0), order)
 
 
 def _compute(fetched, calls: list[_Call], d: Definition, subs: dict[str, str], sort: tuple, encode: "_Codes",
@@ -433,22 +451,31 @@ def _arrow(values, mask=None):
 
 
 def _filled(array, fill):
-    """An Arrow array of numbers as numpy, NULLs replaced by `fill` (pyarrow's fill_null is
-    slow here: 0.4 s on a million dictionary indices)."""
+    """An Arrow array of numbers (one chunk) as numpy, NULLs replaced by `fill`, read from its
+    buffers: pyarrow's fill_null is slow here (0.4 s on a million dictionary indices), and its
+    to_numpy imports pandas (0.2 s)."""
+    import numpy as np
+    kind = np.dtype(array.type.to_pandas_dtype())
+    if len(array) == 0:
+        return np.empty(0, kind)
+    raw = np.frombuffer(array.buffers()[1], dtype=kind, count=len(array), offset=array.offset * array.type.byte_width)
+    return raw if array.null_count == 0 else np.where(_valid(array), raw, fill)
+
+
+def _valid(array):
+    """Whether each value of an Arrow array (one chunk) is there, from its validity bitmap."""
     import numpy as np
     if array.null_count == 0:
-        return array.to_numpy(zero_copy_only=False)
-    raw = np.frombuffer(array.buffers()[1], dtype=array.type.to_pandas_dtype(), count=len(array),
-                        offset=array.offset * array.type.byte_width)
-    return np.where(array.is_valid().to_numpy(zero_copy_only=False), raw, fill)
+        return np.ones(len(array), np.bool_)
+    bits = np.unpackbits(np.frombuffer(array.buffers()[0], np.uint8), bitorder="little")
+    return bits[array.offset:array.offset + len(array)].view(np.bool_)
 
 
 def _values(column):
     """A numeric column as doubles (NULLs as 0) and whether each value is there."""
     import numpy as np
     column = column.combine_chunks().cast("double")
-    valid = column.is_valid().to_numpy(zero_copy_only=False)
-    return np.asarray(_filled(column, 0.0), dtype=np.float64), valid
+    return np.asarray(_filled(column, 0.0), dtype=np.float64), _valid(column)
 
 
 def _result(fn: str, count, total, top, std):
