@@ -424,11 +424,9 @@ class _Codes:
     def _encode(self, column: str) -> tuple:
         """The column's codes (NULL -1, as 32-bit integers) and how many values it has."""
         import numpy as np
-        import pyarrow.compute as pc
         if column in self.coded:
-            numbers = self.fetched.column(self.coded[column]).combine_chunks()
-            top = pc.max(numbers).as_py()
-            return _filled(numbers, -1).astype(np.int32, copy=False), 0 if top is None else top + 1
+            codes = _filled(self.fetched.column(self.coded[column]).combine_chunks(), -1).astype(np.int32, copy=False)
+            return codes, int(codes.max(initial=-1)) + 1
         encoded = self.fetched.column(column).combine_chunks().dictionary_encode()
         return _filled(encoded.indices, -1).astype(np.int32, copy=False), len(encoded.dictionary)
 
