@@ -282,20 +282,21 @@ def _warm_up() -> None:
     import numpy as np
 
     from . import kernels
+
+    def read_only(a):                        # as arrays read straight from Arrow's buffers are
+        a = a.copy()
+        a.flags.writeable = False
+        return a
+
     starts, ts, one, zero = np.array([0, 1]), np.zeros(1, np.int64), np.ones(1, np.int32), np.zeros(1, np.int32)
     x, valid = np.zeros(1), np.ones(1, np.bool_)
-    frozen = zero.copy()
-    frozen.flags.writeable = False          # arrays straight from Arrow are read-only
     kernels.frame_bounds(starts, ts, 1, 0, True)
     kernels.value_stats(zero, one, x, valid, True, True)
     kernels.distinct_counts(starts, zero, one, zero, 1)
     kernels.sequence_ranks(starts, zero, 1)
-    for codes in (zero, frozen):
+    for codes in (zero, read_only(zero)):
         kernels.stable_order(codes, 1)
-        kernels.gather(codes, zero, np.empty(1, np.int32))
-    frozen_x = x.copy()
-    frozen_x.flags.writeable = False
-    for values in (ts, x, frozen_x, valid):
+    for values in (zero, read_only(zero), ts, read_only(ts), x, read_only(x), valid):
         kernels.gather(values, zero, np.empty(1, values.dtype))
     for values, kind in ((ts, np.int64), (zero, np.int16), (zero, np.int32), (valid, np.bool_), (x, np.float64)):
         kernels.scatter(zero, values, np.empty(1, kind))
