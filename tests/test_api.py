@@ -145,7 +145,6 @@ def test_sql_and_html_in_text_fields_are_only_data(served):
         assert r.status_code == 404 and r.json()["error"].startswith("no "), (path, r.text)
 
 
-
 def test_the_data_pages_own_address_opens_it_at_the_root(served):
     api, _, _, _ = served
     site = api.removesuffix("/api/v1")

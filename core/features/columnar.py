@@ -244,26 +244,27 @@ def _compute_keys(cur, result: Precomputed, d: Definition, keys: list[_Key], typ
         fetched = cur.sql(f"SELECT {wanted}{extra}{''.join(f', _code{j}' for j in range(len(coded)))} "
                           f"FROM {result.relation} _r{numbered} ORDER BY _r.timestamp, _r.transaction_id").to_arrow_table()
         encode = _Codes(fetched, {c: f"_code{j}" for j, c in enumerate(coded)})
+        times = _filled(fetched.column("_ts").combine_chunks(), 0)      # microseconds, in time order
         # each key's ranged and sequence calls are separate tasks (the kernels release the GIL)
         parts = [(k, [c for c in k.calls if bool(c.window) == ranged]) for k in keys for ranged in (True, False)]
         parts = [(k, part) for k, part in parts if part]
         if whole:
-            sorts = dict(zip([k.role for k in keys], pool.map(lambda key: _sort(fetched, key, encode), keys)))
+            sorts = dict(zip([k.role for k in keys], pool.map(lambda key: _sort(times, key, encode), keys)))
             for columns in pool.map(lambda p: _compute(fetched, p[1], d, subs, sorts[p[0].role], encode), parts):
                 result.columns.update(columns)
         else:                              # a key at a time, its windows two at a time: less to hold
             with ThreadPoolExecutor(1) as ahead:           # the next key's order, sorted meanwhile
-                sorting = ahead.submit(_sort, fetched, keys[0], encode) if keys else None
+                sorting = ahead.submit(_sort, times, keys[0], encode) if keys else None
                 for j, key in enumerate(keys):
                     sort = sorting.result()
-                    sorting = ahead.submit(_sort, fetched, keys[j + 1], encode) if j + 1 < len(keys) else None
+                    sorting = ahead.submit(_sort, times, keys[j + 1], encode) if j + 1 < len(keys) else None
                     for _, calls in (p for p in parts if p[0] is key):
                         result.columns.update(_compute(fetched, calls, d, subs, sort, encode, pool))
                     del sort
     if whole:
         result.rows, result.slices = fetched, [(0, fetched.num_rows, None, None)]
     else:
-        result.slices = _time_slices(_filled(fetched.column("_ts").combine_chunks(), 0), fetched.column("timestamp"))
+        result.slices = _time_slices(times, fetched.column("timestamp"))
 
 
 def _time_slices(ts, timestamps) -> list[tuple]:
@@ -307,9 +308,9 @@ def _plain(c: _Call) -> str:
     return f"{c.fn}({'DISTINCT ' if c.distinct else ''}{c.arg})"
 
 
-def _sort(fetched, key: _Key, encode: "_Codes") -> tuple:
-    """The order that sorts `fetched` (rows in time order) by the key, stably, NULLs last; where
-    each partition starts in it (and the end); the timestamps in that order."""
+def _sort(times, key: _Key, encode: "_Codes") -> tuple:
+    """The order that sorts the fetched rows (in time order, at `times`) by the key, stably,
+    NULLs last; where each partition starts in it (and the end); the times in that order."""
     import numpy as np
 
     from . import kernels
@@ -320,7 +321,7 @@ def _sort(fetched, key: _Key, encode: "_Codes") -> tuple:
     if key.nulls_alone:
         boundary |= ordered[1:] < 0
     starts = np.concatenate([[0], np.flatnonzero(boundary) + 1, [len(order)]]).astype(np.int64)
-    return order, starts, _gather(_filled(fetched.column("_ts").combine_chunks(), 0), order)
+    return order, starts, _gather(times, order)
 
 
 def _compute(fetched, calls: list[_Call], d: Definition, subs: dict[str, str], sort: tuple, encode: "_Codes",
