@@ -81,6 +81,7 @@ with tab_train:
         split = models.make_split(db, fs, **split_args)
         st.plotly_chart(plots.split_timeline(cached_timeline(fs["table"], fs), split.public(), lang()), width="stretch")
         counts = models.split_counts(db, fs, split)
+        counts["part"] = [tr(f"plot.period.{part}") for part in counts["part"]]
         st.dataframe(counts, hide_index=True, width="stretch", column_config={
             "part": tr("compare.col.part"), "start": tr("compare.col.start"), "end": tr("compare.col.end"),
             "transactions": tr("plot.transactions"), "frauds": tr("compare.col.frauds"),

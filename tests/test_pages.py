@@ -126,6 +126,13 @@ def test_compare_page_leaderboard_threshold_and_cost(trained_app):
     assert any("Random split" in w.value for w in at.warning)
 
 
+def test_compare_page_names_the_split_periods_in_chinese(trained_app):
+    at = run_app("zh", "pages/compare.py")
+    assert not at.exception, [e.value for e in at.exception]
+    counts = next(df.value for df in at.dataframe if "fraud_rate" in df.value.columns)
+    assert list(counts["part"]) == ["训练期", "验证期", "测试期"]
+
+
 def train_from_page(lang, kinds):
     """Train the given model kinds (their labels in `lang`) from the compare page and wait."""
     at = run_app(lang, "pages/compare.py")
